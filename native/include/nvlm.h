@@ -1,0 +1,273 @@
+/*
+ * nvlm.h — the one public header of the NativeVlm native library.
+ *
+ * A C ABI over two backends that compute the same ops: the CPU backend (C++ fp32, OpenMP,
+ * OpenBLAS) is the definition of every op; the CUDA backend implements the same entry points.
+ * A context picks the backend; buffers belong to one context; every op takes the context of
+ * its buffers.
+ *
+ * Conventions (llm.c style):
+ *   - Arguments: context, outputs, inputs, sizes, scalars. Gradients carry a `d` prefix.
+ *   - Every backward ADDS into its gradient outputs (d* += ...): the caller zeroes a gradient
+ *     buffer once, and several consumers of one tensor accumulate into it. A null gradient
+ *     output means "not wanted" and is skipped.
+ *   - Tensors are row-major and contiguous; shapes are written next to each argument.
+ *   - Float buffers are f32 unless the argument says otherwise; token ids and positions are
+ *     int32; masks are uint8 (1 = keep).
+ *   - Every function returns nvlm_status (0 ok, negative error). On error, nvlm_last_error()
+ *     returns a message for the calling thread that names the offending argument. The library
+ *     never prints, never exits, never aborts.
+ */
+#ifndef NVLM_H
+#define NVLM_H
+
+#include <stdint.h>
+
+#if defined(_WIN32)
+#  if defined(NVLM_BUILDING)
+#    define NVLM_API __declspec(dllexport)
+#  else
+#    define NVLM_API __declspec(dllimport)
+#  endif
+#else
+#  define NVLM_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever a signature or a meaning below changes; the C# side refuses a mismatch. */
+#define NVLM_ABI_VERSION 1
+
+typedef enum nvlm_status {
+    NVLM_OK = 0,
+    NVLM_ERR_INVALID_ARGUMENT = -1, /* null pointer, negative or mismatched size, bad enum */
+    NVLM_ERR_OUT_OF_MEMORY = -2,
+    NVLM_ERR_UNAVAILABLE = -3,      /* backend not compiled in, or no such device */
+    NVLM_ERR_UNSUPPORTED = -4,      /* op not implemented on this backend */
+    NVLM_ERR_DEVICE = -5,           /* error reported by the device runtime */
+    NVLM_ERR_INTERNAL = -6          /* unexpected C++ exception */
+} nvlm_status;
+
+typedef enum nvlm_device_kind {
+    NVLM_DEVICE_CPU = 0,
+    NVLM_DEVICE_CUDA = 1
+} nvlm_device_kind;
+
+typedef enum nvlm_dtype {
+    NVLM_F32 = 0,
+    NVLM_BF16 = 1,
+    NVLM_U8 = 2,
+    NVLM_I32 = 3
+} nvlm_dtype;
+
+typedef struct nvlm_context nvlm_context; /* device kind, stream, caching allocator */
+typedef struct nvlm_buffer nvlm_buffer;   /* bytes owned by one context's allocator */
+
+typedef struct nvlm_memory_stats {
+    int64_t live_bytes;   /* bytes in buffers that are allocated now */
+    int64_t peak_bytes;   /* maximum of live_bytes since creation or the last reset */
+    int64_t cached_bytes; /* bytes freed by the caller but kept by the allocator for reuse */
+} nvlm_memory_stats;
+
+/* ---- library ---------------------------------------------------------------------------- */
+
+NVLM_API int32_t nvlm_abi_version(void);
+/* The calling thread's message for its last failed call; "" if none. Valid until its next call. */
+NVLM_API const char* nvlm_last_error(void);
+/* Number of devices of a kind that this build can use (CPU: 1; CUDA: 0 when not compiled in). */
+NVLM_API nvlm_status nvlm_device_count(int32_t kind, int32_t* count);
+
+/* ---- contexts and buffers --------------------------------------------------------------- */
+
+NVLM_API nvlm_status nvlm_context_create(int32_t kind, int32_t device_index, nvlm_context** out);
+NVLM_API nvlm_status nvlm_context_destroy(nvlm_context* ctx);
+/* Waits until all work queued on the context's stream is done. */
+NVLM_API nvlm_status nvlm_context_synchronize(nvlm_context* ctx);
+NVLM_API nvlm_status nvlm_context_memory_stats(nvlm_context* ctx, nvlm_memory_stats* stats);
+NVLM_API nvlm_status nvlm_context_reset_peak(nvlm_context* ctx);
+
+NVLM_API nvlm_status nvlm_buffer_alloc(nvlm_context* ctx, int64_t nbytes, nvlm_buffer** out);
+NVLM_API nvlm_status nvlm_buffer_free(nvlm_buffer* buf);
+NVLM_API nvlm_status nvlm_buffer_size(const nvlm_buffer* buf, int64_t* nbytes);
+/* Host <-> buffer copies of nbytes starting at byte `offset` of the buffer. */
+NVLM_API nvlm_status nvlm_buffer_upload(nvlm_buffer* dst, int64_t offset, const void* src, int64_t nbytes);
+NVLM_API nvlm_status nvlm_buffer_download(const nvlm_buffer* src, int64_t offset, void* dst, int64_t nbytes);
+/* Buffer -> buffer copy within one context. */
+NVLM_API nvlm_status nvlm_buffer_copy(nvlm_buffer* dst, int64_t dst_offset, const nvlm_buffer* src,
+                                      int64_t src_offset, int64_t nbytes);
+NVLM_API nvlm_status nvlm_buffer_zero(nvlm_buffer* buf);
+
+/* ---- dense algebra ---------------------------------------------------------------------- */
+
+/* Strided batched GEMM, fp32 accumulate: for each b < batch,
+ *   c[b] = alpha * op(a[b]) · op(b[b]) + beta * c[b]
+ * op(a) is [m, k] (stored [k, m] when trans_a), op(b) is [k, n] (stored [n, k] when trans_b),
+ * c[b] is [m, n]. Batches are contiguous. */
+NVLM_API nvlm_status nvlm_matmul(nvlm_context* ctx, nvlm_buffer* c, const nvlm_buffer* a,
+                                 const nvlm_buffer* b, int64_t batch, int64_t m, int64_t n,
+                                 int64_t k, int32_t trans_a, int32_t trans_b, float alpha, float beta);
+
+/* out (m, n) = x (m, k) · w (n, k)ᵀ [+ bias (n)]; bias may be null. */
+NVLM_API nvlm_status nvlm_linear_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x,
+                                         const nvlm_buffer* w, const nvlm_buffer* bias, int64_t m,
+                                         int64_t k, int64_t n);
+/* dx (m, k) += dout · w; dw (n, k) += doutᵀ · x; dbias (n) += Σ_rows dout. */
+NVLM_API nvlm_status nvlm_linear_backward(nvlm_context* ctx, nvlm_buffer* dx, nvlm_buffer* dw,
+                                          nvlm_buffer* dbias, const nvlm_buffer* dout,
+                                          const nvlm_buffer* x, const nvlm_buffer* w, int64_t m,
+                                          int64_t k, int64_t n);
+
+/* ---- embeddings ------------------------------------------------------------------------- */
+
+/* out (n, d) = table (vocab, d)[ids (n, int32)]. An id outside [0, vocab) is an error naming
+ * its position. */
+NVLM_API nvlm_status nvlm_embedding_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* table,
+                                            const nvlm_buffer* ids, int64_t n, int64_t vocab, int64_t d);
+/* dtable (vocab, d) += scatter-add of dout (n, d) at ids. */
+NVLM_API nvlm_status nvlm_embedding_backward(nvlm_context* ctx, nvlm_buffer* dtable, const nvlm_buffer* dout,
+                                             const nvlm_buffer* ids, int64_t n, int64_t vocab, int64_t d);
+
+/* ---- normalisation ---------------------------------------------------------------------- */
+
+/* Llama RMSNorm: out = x · rsqrt(mean(x²) + eps) · w.  x, out (n, d); w (d); rstd (n) saved. */
+NVLM_API nvlm_status nvlm_rmsnorm_forward(nvlm_context* ctx, nvlm_buffer* out, nvlm_buffer* rstd,
+                                          const nvlm_buffer* x, const nvlm_buffer* w, int64_t n,
+                                          int64_t d, float eps);
+NVLM_API nvlm_status nvlm_rmsnorm_backward(nvlm_context* ctx, nvlm_buffer* dx, nvlm_buffer* dw,
+                                           const nvlm_buffer* dout, const nvlm_buffer* x,
+                                           const nvlm_buffer* w, const nvlm_buffer* rstd, int64_t n,
+                                           int64_t d);
+
+/* LayerNorm over the last dim: out = (x - mean) · rstd · w + b.  x, out (n, d); w, b (d);
+ * mean, rstd (n) saved for backward. */
+NVLM_API nvlm_status nvlm_layernorm_forward(nvlm_context* ctx, nvlm_buffer* out, nvlm_buffer* mean,
+                                            nvlm_buffer* rstd, const nvlm_buffer* x, const nvlm_buffer* w,
+                                            const nvlm_buffer* b, int64_t n, int64_t d, float eps);
+NVLM_API nvlm_status nvlm_layernorm_backward(nvlm_context* ctx, nvlm_buffer* dx, nvlm_buffer* dw,
+                                             nvlm_buffer* db, const nvlm_buffer* dout, const nvlm_buffer* x,
+                                             const nvlm_buffer* w, const nvlm_buffer* mean,
+                                             const nvlm_buffer* rstd, int64_t n, int64_t d);
+
+/* ---- rotary position embedding ---------------------------------------------------------- */
+
+/* Hugging Face's rotate_half convention over the whole head: with h = head_dim/2 and
+ * angle = pos[t] · inv_freq[i] (i < h),
+ *   out[i]   = x[i]·cos − x[i+h]·sin,   out[i+h] = x[i+h]·cos + x[i]·sin.
+ * x, out (n_tokens, n_heads, head_dim); pos (n_tokens, int32); inv_freq (head_dim/2), so that
+ * rope scaling variants are the caller's choice. head_dim must be even. */
+NVLM_API nvlm_status nvlm_rope_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x,
+                                       const nvlm_buffer* pos, const nvlm_buffer* inv_freq,
+                                       int64_t n_tokens, int64_t n_heads, int64_t head_dim);
+/* dx += rotation of dout by −angle. */
+NVLM_API nvlm_status nvlm_rope_backward(nvlm_context* ctx, nvlm_buffer* dx, const nvlm_buffer* dout,
+                                        const nvlm_buffer* pos, const nvlm_buffer* inv_freq,
+                                        int64_t n_tokens, int64_t n_heads, int64_t head_dim);
+
+/* ---- attention -------------------------------------------------------------------------- */
+
+/* Scaled dot-product attention with grouped query heads.
+ *   q, out (batch, tq, n_heads, head_dim); k, v (batch, tk, n_kv_heads, head_dim);
+ *   key_mask (batch, tk, uint8, 1 = attend) or null; lse (batch, n_heads, tq) saved.
+ * Query head h reads kv head h / (n_heads / n_kv_heads). When causal, query i sees keys
+ * j ≤ i + (tk − tq) (bottom-right aligned, so a decode step with a KV cache is causal too).
+ * A query row that sees no key gets out = 0 and lse = −inf. */
+NVLM_API nvlm_status nvlm_attention_forward(nvlm_context* ctx, nvlm_buffer* out, nvlm_buffer* lse,
+                                            const nvlm_buffer* q, const nvlm_buffer* k,
+                                            const nvlm_buffer* v, const nvlm_buffer* key_mask,
+                                            int64_t batch, int64_t tq, int64_t tk, int64_t n_heads,
+                                            int64_t n_kv_heads, int64_t head_dim, int32_t causal,
+                                            float scale);
+NVLM_API nvlm_status nvlm_attention_backward(nvlm_context* ctx, nvlm_buffer* dq, nvlm_buffer* dk,
+                                             nvlm_buffer* dv, const nvlm_buffer* dout,
+                                             const nvlm_buffer* q, const nvlm_buffer* k,
+                                             const nvlm_buffer* v, const nvlm_buffer* key_mask,
+                                             const nvlm_buffer* out, const nvlm_buffer* lse,
+                                             int64_t batch, int64_t tq, int64_t tk, int64_t n_heads,
+                                             int64_t n_kv_heads, int64_t head_dim, int32_t causal,
+                                             float scale);
+
+/* ---- elementwise ------------------------------------------------------------------------ */
+
+/* GELU, tanh approximation (gelu_pytorch_tanh): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+NVLM_API nvlm_status nvlm_gelu_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x, int64_t n);
+NVLM_API nvlm_status nvlm_gelu_backward(nvlm_context* ctx, nvlm_buffer* dx, const nvlm_buffer* dout,
+                                        const nvlm_buffer* x, int64_t n);
+
+/* SwiGLU: out = silu(gate) · up, silu(g) = g·sigmoid(g). All (n). */
+NVLM_API nvlm_status nvlm_swiglu_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* gate,
+                                         const nvlm_buffer* up, int64_t n);
+NVLM_API nvlm_status nvlm_swiglu_backward(nvlm_context* ctx, nvlm_buffer* dgate, nvlm_buffer* dup,
+                                          const nvlm_buffer* dout, const nvlm_buffer* gate,
+                                          const nvlm_buffer* up, int64_t n);
+
+/* Residual add: out = a + b (n).  Backward: da += dout, db += dout. */
+NVLM_API nvlm_status nvlm_residual_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* a,
+                                           const nvlm_buffer* b, int64_t n);
+NVLM_API nvlm_status nvlm_residual_backward(nvlm_context* ctx, nvlm_buffer* da, nvlm_buffer* db,
+                                            const nvlm_buffer* dout, int64_t n);
+
+/* Scale: out = alpha · x (n).  Backward: dx += alpha · dout. */
+NVLM_API nvlm_status nvlm_scale_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x,
+                                        float alpha, int64_t n);
+NVLM_API nvlm_status nvlm_scale_backward(nvlm_context* ctx, nvlm_buffer* dx, const nvlm_buffer* dout,
+                                         float alpha, int64_t n);
+
+/* Sum of all elements: out (1) = Σ x (n).  Backward: dx[i] += dout[0]. */
+NVLM_API nvlm_status nvlm_sum_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x, int64_t n);
+NVLM_API nvlm_status nvlm_sum_backward(nvlm_context* ctx, nvlm_buffer* dx, const nvlm_buffer* dout, int64_t n);
+
+/* ---- Idefics3 connector ----------------------------------------------------------------- */
+
+/* Pixel shuffle exactly as Idefics3Connector.pixel_shuffle, scale factor s:
+ * x (n, seq, d) with seq = side² and side divisible by s  →  out (n, seq/s², d·s²).
+ * Patch (row r, col c) of the side×side grid, with r = R·s + i and c = C·s + j, lands in output
+ * token R·(side/s) + C at channels [(i·s + j)·d, (i·s + j + 1)·d). */
+NVLM_API nvlm_status nvlm_pixel_shuffle_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x,
+                                                int64_t n, int64_t seq, int64_t d, int64_t scale);
+NVLM_API nvlm_status nvlm_pixel_shuffle_backward(nvlm_context* ctx, nvlm_buffer* dx, const nvlm_buffer* dout,
+                                                 int64_t n, int64_t seq, int64_t d, int64_t scale);
+
+/* ---- language-model head: log-probabilities of given targets ---------------------------- */
+
+/* Fused LM head + log-softmax gather, computed in vocab chunks of `chunk` columns so that no
+ * (n, vocab) matrix ever exists:
+ *   logits = h (n, d) · w (vocab, d)ᵀ,  lse[t] = logsumexp_v logits[t, v],
+ *   logp[t] = logits[t, targets[t]] − lse[t], or 0 where targets[t] == -100 (ignored).
+ * logp, lse (n); targets (n, int32). Softmax cross-entropy is −mean of logp over kept tokens. */
+NVLM_API nvlm_status nvlm_lm_logprob_forward(nvlm_context* ctx, nvlm_buffer* logp, nvlm_buffer* lse,
+                                             const nvlm_buffer* h, const nvlm_buffer* w,
+                                             const nvlm_buffer* targets, int64_t n, int64_t d,
+                                             int64_t vocab, int64_t chunk);
+/* With g = dlogp[t] (0 where ignored): dlogits[t, v] = g·(onehot(targets[t])[v] − softmax[t, v]);
+ * dh (n, d) += dlogits · w; dw (vocab, d) += dlogitsᵀ · h. Recomputed chunk by chunk from lse. */
+NVLM_API nvlm_status nvlm_lm_logprob_backward(nvlm_context* ctx, nvlm_buffer* dh, nvlm_buffer* dw,
+                                              const nvlm_buffer* dlogp, const nvlm_buffer* h,
+                                              const nvlm_buffer* w, const nvlm_buffer* targets,
+                                              const nvlm_buffer* lse, int64_t n, int64_t d,
+                                              int64_t vocab, int64_t chunk);
+
+/* ---- optimiser -------------------------------------------------------------------------- */
+
+/* One AdamW step as torch.optim.AdamW computes it (decoupled weight decay, bias correction),
+ * `step` counted from 1:
+ *   p −= lr·wd·p;  m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²;
+ *   p −= (lr / (1−β1^step)) · m / (√v / √(1−β2^step) + eps).
+ * param, grad, m, v (n), all f32. */
+NVLM_API nvlm_status nvlm_adamw_step(nvlm_context* ctx, nvlm_buffer* param, const nvlm_buffer* grad,
+                                     nvlm_buffer* m, nvlm_buffer* v, int64_t n, float lr, float beta1,
+                                     float beta2, float eps, float weight_decay, int64_t step);
+
+/* ---- casts ------------------------------------------------------------------------------ */
+
+/* dst (n, dst_dtype) = src (n, src_dtype) for f32 ↔ bf16 (round to nearest even; NaN stays a
+ * quiet NaN) and identity copies. */
+NVLM_API nvlm_status nvlm_cast(nvlm_context* ctx, nvlm_buffer* dst, int32_t dst_dtype,
+                               const nvlm_buffer* src, int32_t src_dtype, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NVLM_H */

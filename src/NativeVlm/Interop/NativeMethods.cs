@@ -1,0 +1,215 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+
+namespace NativeVlm.Interop;
+
+/// <summary>
+/// Raw bindings to nvlm.h, one per export, named as in C so that a grep finds both sides.
+/// Every call returns a status; <see cref="Native.Check"/> turns a failure into an
+/// <see cref="NvlmException"/>. Optional buffers are passed as <see cref="BufferHandle.Null"/>.
+/// </summary>
+internal static partial class NativeMethods
+{
+    internal const string Library = "nvlm";
+
+    static NativeMethods() => NativeLibrary.SetDllImportResolver(typeof(NativeMethods).Assembly, NativeLibraryLocator.Resolve);
+
+    [LibraryImport(Library)] internal static partial int nvlm_abi_version();
+    [LibraryImport(Library)] internal static partial IntPtr nvlm_last_error();
+    [LibraryImport(Library)] internal static partial int nvlm_device_count(int kind, out int count);
+
+    [LibraryImport(Library)] internal static partial int nvlm_context_create(int kind, int deviceIndex, out ContextHandle ctx);
+    [LibraryImport(Library)] internal static partial int nvlm_context_destroy(IntPtr ctx);
+    [LibraryImport(Library)] internal static partial int nvlm_context_synchronize(ContextHandle ctx);
+    [LibraryImport(Library)] internal static partial int nvlm_context_memory_stats(ContextHandle ctx, out MemoryStats stats);
+    [LibraryImport(Library)] internal static partial int nvlm_context_reset_peak(ContextHandle ctx);
+
+    [LibraryImport(Library)] internal static partial int nvlm_buffer_alloc(ContextHandle ctx, long nbytes, out BufferHandle buf);
+    [LibraryImport(Library)] internal static partial int nvlm_buffer_free(IntPtr buf);
+    [LibraryImport(Library)] internal static unsafe partial int nvlm_buffer_upload(BufferHandle dst, long offset, void* src, long nbytes);
+    [LibraryImport(Library)] internal static unsafe partial int nvlm_buffer_download(BufferHandle src, long offset, void* dst, long nbytes);
+    [LibraryImport(Library)] internal static partial int nvlm_buffer_copy(BufferHandle dst, long dstOffset, BufferHandle src, long srcOffset, long nbytes);
+    [LibraryImport(Library)] internal static partial int nvlm_buffer_zero(BufferHandle buf);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_matmul(ContextHandle ctx, BufferHandle c, BufferHandle a, BufferHandle b,
+        long batch, long m, long n, long k, int transA, int transB, float alpha, float beta);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_linear_forward(ContextHandle ctx, BufferHandle output, BufferHandle x, BufferHandle w,
+        BufferHandle bias, long m, long k, long n);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_linear_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dw, BufferHandle dbias,
+        BufferHandle dout, BufferHandle x, BufferHandle w, long m, long k, long n);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_embedding_forward(ContextHandle ctx, BufferHandle output, BufferHandle table,
+        BufferHandle ids, long n, long vocab, long d);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_embedding_backward(ContextHandle ctx, BufferHandle dtable, BufferHandle dout,
+        BufferHandle ids, long n, long vocab, long d);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_rmsnorm_forward(ContextHandle ctx, BufferHandle output, BufferHandle rstd,
+        BufferHandle x, BufferHandle w, long n, long d, float eps);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_rmsnorm_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dw,
+        BufferHandle dout, BufferHandle x, BufferHandle w, BufferHandle rstd, long n, long d);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_layernorm_forward(ContextHandle ctx, BufferHandle output, BufferHandle mean,
+        BufferHandle rstd, BufferHandle x, BufferHandle w, BufferHandle b, long n, long d, float eps);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_layernorm_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dw,
+        BufferHandle db, BufferHandle dout, BufferHandle x, BufferHandle w, BufferHandle mean, BufferHandle rstd,
+        long n, long d);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_rope_forward(ContextHandle ctx, BufferHandle output, BufferHandle x,
+        BufferHandle pos, BufferHandle invFreq, long nTokens, long nHeads, long headDim);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_rope_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dout,
+        BufferHandle pos, BufferHandle invFreq, long nTokens, long nHeads, long headDim);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_attention_forward(ContextHandle ctx, BufferHandle output, BufferHandle lse,
+        BufferHandle q, BufferHandle k, BufferHandle v, BufferHandle keyMask, long batch, long tq, long tk,
+        long nHeads, long nKvHeads, long headDim, int causal, float scale);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_attention_backward(ContextHandle ctx, BufferHandle dq, BufferHandle dk,
+        BufferHandle dv, BufferHandle dout, BufferHandle q, BufferHandle k, BufferHandle v, BufferHandle keyMask,
+        BufferHandle output, BufferHandle lse, long batch, long tq, long tk, long nHeads, long nKvHeads,
+        long headDim, int causal, float scale);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_gelu_forward(ContextHandle ctx, BufferHandle output, BufferHandle x, long n);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_gelu_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dout, BufferHandle x, long n);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_swiglu_forward(ContextHandle ctx, BufferHandle output, BufferHandle gate,
+        BufferHandle up, long n);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_swiglu_backward(ContextHandle ctx, BufferHandle dgate, BufferHandle dup,
+        BufferHandle dout, BufferHandle gate, BufferHandle up, long n);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_residual_forward(ContextHandle ctx, BufferHandle output, BufferHandle a,
+        BufferHandle b, long n);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_residual_backward(ContextHandle ctx, BufferHandle da, BufferHandle db,
+        BufferHandle dout, long n);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_scale_forward(ContextHandle ctx, BufferHandle output, BufferHandle x, float alpha, long n);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_scale_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dout, float alpha, long n);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_sum_forward(ContextHandle ctx, BufferHandle output, BufferHandle x, long n);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_sum_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dout, long n);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_pixel_shuffle_forward(ContextHandle ctx, BufferHandle output, BufferHandle x,
+        long n, long seq, long d, long scale);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_pixel_shuffle_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dout,
+        long n, long seq, long d, long scale);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_lm_logprob_forward(ContextHandle ctx, BufferHandle logp, BufferHandle lse,
+        BufferHandle h, BufferHandle w, BufferHandle targets, long n, long d, long vocab, long chunk);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_lm_logprob_backward(ContextHandle ctx, BufferHandle dh, BufferHandle dw,
+        BufferHandle dlogp, BufferHandle h, BufferHandle w, BufferHandle targets, BufferHandle lse, long n, long d,
+        long vocab, long chunk);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_adamw_step(ContextHandle ctx, BufferHandle param, BufferHandle grad,
+        BufferHandle m, BufferHandle v, long n, float lr, float beta1, float beta2, float eps, float weightDecay,
+        long step);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_cast(ContextHandle ctx, BufferHandle dst, int dstDtype, BufferHandle src,
+        int srcDtype, long n);
+}
+
+/// <summary>nvlm_memory_stats.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct MemoryStats
+{
+    public long LiveBytes;
+    public long PeakBytes;
+    public long CachedBytes;
+}
+
+/// <summary>Status checking and the ABI handshake.</summary>
+internal static class Native
+{
+    /// <summary>The NVLM_ABI_VERSION this assembly was written against.</summary>
+    internal const int AbiVersion = 1;
+
+    private static readonly Lazy<int> LoadedAbi = new(NativeMethods.nvlm_abi_version);
+
+    /// <summary>Throws unless the loaded library speaks the ABI version these bindings expect.</summary>
+    internal static void EnsureCompatible()
+    {
+        if (LoadedAbi.Value != AbiVersion)
+        {
+            throw new NvlmException(NvlmStatus.Unavailable,
+                $"{NativeLibraryLocator.LoadedPath} has ABI version {LoadedAbi.Value}, this build of NativeVlm needs " +
+                $"{AbiVersion}: rebuild the native library with ./build.sh native");
+        }
+    }
+
+    internal static void Check(int status)
+    {
+        if (status != 0)
+        {
+            string message = Marshal.PtrToStringUTF8(NativeMethods.nvlm_last_error()) ?? "";
+            throw new NvlmException((NvlmStatus)status, message.Length > 0 ? message : $"native status {status}");
+        }
+    }
+}
+
+/// <summary>Finds libnvlm: NVLM_NATIVE_LIB, then next to the assembly, then build/native above it.</summary>
+internal static class NativeLibraryLocator
+{
+    internal static string? LoadedPath { get; private set; }
+
+    private static string FileName =>
+        OperatingSystem.IsWindows() ? "nvlm.dll" : OperatingSystem.IsMacOS() ? "libnvlm.dylib" : "libnvlm.so";
+
+    internal static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath)
+    {
+        if (name != NativeMethods.Library)
+        {
+            return IntPtr.Zero;
+        }
+
+        List<string> candidates = [];
+        string? fromEnvironment = Environment.GetEnvironmentVariable("NVLM_NATIVE_LIB");
+        if (!string.IsNullOrEmpty(fromEnvironment))
+        {
+            candidates.Add(fromEnvironment);
+        }
+        candidates.Add(Path.Combine(AppContext.BaseDirectory, FileName));
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+        {
+            candidates.Add(Path.Combine(dir.FullName, "build", "native", FileName));
+        }
+
+        foreach (string path in candidates)
+        {
+            if (File.Exists(path))
+            {
+                LoadedPath = path;
+                return NativeLibrary.Load(path);
+            }
+        }
+        throw new DllNotFoundException(
+            $"{FileName} not found (looked at NVLM_NATIVE_LIB, {AppContext.BaseDirectory} and build/native/ in its " +
+            "parents). Build it with ./build.sh native, or set NVLM_NATIVE_LIB to its path.");
+    }
+}

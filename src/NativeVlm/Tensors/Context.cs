@@ -1,0 +1,81 @@
+using NativeVlm.Interop;
+
+namespace NativeVlm.Tensors;
+
+/// <summary>Numbered as nvlm_device_kind.</summary>
+public enum DeviceKind
+{
+    Cpu = 0,
+    Cuda = 1,
+}
+
+/// <summary>
+/// One backend instance: a device, its stream and its caching allocator. Tensors belong to one
+/// context; a process may hold several (a CPU and a CUDA one side by side, as parity tests do).
+/// </summary>
+public sealed class Context : IDisposable
+{
+    internal ContextHandle Handle { get; }
+
+    public DeviceKind Kind { get; }
+
+    public int DeviceIndex { get; }
+
+    private Context(ContextHandle handle, DeviceKind kind, int deviceIndex)
+    {
+        Handle = handle;
+        Kind = kind;
+        DeviceIndex = deviceIndex;
+    }
+
+    public static Context Create(DeviceKind kind, int deviceIndex = 0)
+    {
+        Native.EnsureCompatible();
+        Native.Check(NativeMethods.nvlm_context_create((int)kind, deviceIndex, out ContextHandle handle));
+        return new Context(handle, kind, deviceIndex);
+    }
+
+    /// <summary>"cpu", "cuda" or "cuda:N", as the console host's --device takes it.</summary>
+    public static Context Create(string device)
+    {
+        string[] parts = device.Split(':');
+        DeviceKind kind = parts[0] switch
+        {
+            "cpu" => DeviceKind.Cpu,
+            "cuda" => DeviceKind.Cuda,
+            _ => throw new ArgumentException($"unknown device '{device}': expected cpu, cuda or cuda:N", nameof(device)),
+        };
+        int index = 0;
+        if (parts.Length > 2 || (parts.Length == 2 && (kind == DeviceKind.Cpu || !int.TryParse(parts[1], out index) || index < 0)))
+        {
+            throw new ArgumentException($"bad device '{device}': expected cpu, cuda or cuda:N", nameof(device));
+        }
+        return Create(kind, index);
+    }
+
+    /// <summary>Devices of a kind that this build of the native library can use.</summary>
+    public static int DeviceCount(DeviceKind kind)
+    {
+        Native.EnsureCompatible();
+        Native.Check(NativeMethods.nvlm_device_count((int)kind, out int count));
+        return count;
+    }
+
+    public MemoryStats Memory
+    {
+        get
+        {
+            Native.Check(NativeMethods.nvlm_context_memory_stats(Handle, out MemoryStats stats));
+            return stats;
+        }
+    }
+
+    public void ResetPeakMemory() => Native.Check(NativeMethods.nvlm_context_reset_peak(Handle));
+
+    public void Synchronize() => Native.Check(NativeMethods.nvlm_context_synchronize(Handle));
+
+    public override string ToString() => Kind == DeviceKind.Cpu ? "cpu" : $"cuda:{DeviceIndex}";
+
+    /// <summary>Releases this reference; the native context lives on until its last buffer is freed.</summary>
+    public void Dispose() => Handle.Dispose();
+}

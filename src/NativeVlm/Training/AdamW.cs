@@ -1,0 +1,63 @@
+using NativeVlm.Tensors;
+
+namespace NativeVlm.Training;
+
+/// <summary>
+/// torch.optim.AdamW over a fixed list of fp32 parameters: first and second moments and a
+/// step count per parameter. A parameter without a gradient is skipped and its count stays,
+/// as torch does.
+/// </summary>
+public sealed class AdamW : IDisposable
+{
+    private readonly Tensor[] _parameters;
+    private readonly Tensor[] _m;
+    private readonly Tensor[] _v;
+    private readonly long[] _steps;
+
+    public float Beta1 { get; init; } = 0.9f;
+
+    public float Beta2 { get; init; } = 0.999f;
+
+    public float Epsilon { get; init; } = 1e-8f;
+
+    public float WeightDecay { get; init; } = 0.01f;
+
+    public AdamW(IEnumerable<Tensor> parameters)
+    {
+        _parameters = parameters.ToArray();
+        _m = _parameters.Select(p => Tensor.Zeros(p.Context, DType.F32, p.Shape.ToArray())).ToArray();
+        _v = _parameters.Select(p => Tensor.Zeros(p.Context, DType.F32, p.Shape.ToArray())).ToArray();
+        _steps = new long[_parameters.Length];
+    }
+
+    /// <summary>Updates every parameter from its gradient with learning rate <paramref name="lr"/>.</summary>
+    public void Update(float lr)
+    {
+        for (int i = 0; i < _parameters.Length; i++)
+        {
+            Tensor p = _parameters[i];
+            if (p.Grad != null)
+            {
+                Ops.AdamWStep(p, p.Grad, _m[i], _v[i], lr, Beta1, Beta2, Epsilon, WeightDecay, ++_steps[i]);
+            }
+        }
+    }
+
+    /// <summary>Drops every parameter's gradient, as optimizer.zero_grad(set_to_none=True).</summary>
+    public void ZeroGrad()
+    {
+        foreach (Tensor p in _parameters)
+        {
+            p.Grad?.Dispose();
+            p.Grad = null;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (Tensor t in _m.Concat(_v))
+        {
+            t.Dispose();
+        }
+    }
+}
