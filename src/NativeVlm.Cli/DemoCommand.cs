@@ -43,7 +43,7 @@ public static class DemoCommand
 
         Console.WriteLine($"demo: one decoder block, {model.Parameters.Sum(p => p.ElementCount):N0} parameters, " +
             $"vocab {Vocab}, batch {Batch}×{SeqLen}, {options.Steps} AdamW steps on {ctx}");
-        Console.WriteLine($"step    0  loss {Math.Log(Vocab):F4}  (ln vocab: chance)");
+        Console.WriteLine($"chance level: ln {Vocab} = {Math.Log(Vocab):F4}");
         var clock = Stopwatch.StartNew();
         float loss = float.NaN;
         for (int step = 1; step <= options.Steps; step++)
@@ -55,7 +55,7 @@ public static class DemoCommand
             optimizer.Update(lr: 3e-3f);
             optimizer.ZeroGrad();
             loss = lossTensor.ToFloatArray()[0];
-            if (step % 25 == 0 || step == options.Steps)
+            if (step == 1 || step % 25 == 0 || step == options.Steps)
             {
                 Console.WriteLine($"step {step,4}  loss {loss:F4}  {step * Batch / clock.Elapsed.TotalSeconds:F0} seq/s");
             }
@@ -63,8 +63,8 @@ public static class DemoCommand
         model.Dispose();
         bool learned = loss < 0.5 * Math.Log(Vocab);
         Console.WriteLine(learned
-            ? $"demo: loss fell from {Math.Log(Vocab):F3} to {loss:F3} in {clock.Elapsed.TotalSeconds:F1} s"
-            : $"demo: loss only reached {loss:F3} (from {Math.Log(Vocab):F3}): the graph did not learn");
+            ? $"demo: loss {loss:F3} after {options.Steps} steps ({clock.Elapsed.TotalSeconds:F1} s): the graph learns"
+            : $"demo: loss only reached {loss:F3} (chance {Math.Log(Vocab):F3}): the graph did not learn");
         return learned ? 0 : 1;
     }
 
