@@ -68,13 +68,15 @@ typedef struct nvlm_buffer nvlm_buffer;   /* bytes owned by one context's alloca
 typedef struct nvlm_memory_stats {
     int64_t live_bytes;   /* bytes in buffers that are allocated now */
     int64_t peak_bytes;   /* maximum of live_bytes since creation or the last reset */
-    int64_t cached_bytes; /* bytes freed by the caller but kept by the allocator for reuse */
+    int64_t cached_bytes; /* bytes freed by the caller but kept by the allocator for reuse, counted
+                             in whole blocks (requested sizes rounded up to 256 bytes) */
 } nvlm_memory_stats;
 
 /* ---- library ---------------------------------------------------------------------------- */
 
 NVLM_API int32_t nvlm_abi_version(void);
-/* The calling thread's message for its last failed call; "" if none. Valid until its next call. */
+/* The calling thread's message for its last failed call; "" if it has had none. Successful calls
+ * leave it in place; the pointer stays valid until the thread's next failed call. */
 NVLM_API const char* nvlm_last_error(void);
 /* Number of devices of a kind that this build can use (CPU: 1; CUDA: 0 when not compiled in). */
 NVLM_API nvlm_status nvlm_device_count(int32_t kind, int32_t* count);
@@ -82,6 +84,8 @@ NVLM_API nvlm_status nvlm_device_count(int32_t kind, int32_t* count);
 /* ---- contexts and buffers --------------------------------------------------------------- */
 
 NVLM_API nvlm_status nvlm_context_create(int32_t kind, int32_t device_index, nvlm_context** out);
+/* A null ctx is a no-op. Buffers of ctx that are still allocated stay valid until freed; the last
+ * nvlm_buffer_free then releases the context, so handles may be released in any order. */
 NVLM_API nvlm_status nvlm_context_destroy(nvlm_context* ctx);
 /* Waits until all work queued on the context's stream is done. */
 NVLM_API nvlm_status nvlm_context_synchronize(nvlm_context* ctx);
@@ -89,6 +93,7 @@ NVLM_API nvlm_status nvlm_context_memory_stats(nvlm_context* ctx, nvlm_memory_st
 NVLM_API nvlm_status nvlm_context_reset_peak(nvlm_context* ctx);
 
 NVLM_API nvlm_status nvlm_buffer_alloc(nvlm_context* ctx, int64_t nbytes, nvlm_buffer** out);
+/* A null buf is a no-op. */
 NVLM_API nvlm_status nvlm_buffer_free(nvlm_buffer* buf);
 NVLM_API nvlm_status nvlm_buffer_size(const nvlm_buffer* buf, int64_t* nbytes);
 /* Host <-> buffer copies of nbytes starting at byte `offset` of the buffer. */

@@ -1,0 +1,845 @@
+/*
+ * Every exported function of nvlm.h.
+ *
+ * Each export runs inside guarded(), which turns escaping C++ exceptions into statuses
+ * (std::bad_alloc → NVLM_ERR_OUT_OF_MEMORY, anything else → NVLM_ERR_INTERNAL). It validates its
+ * arguments, naming the argument and the numbers on failure: null handles, negative sizes,
+ * buffers of another context, buffers smaller than the shapes need, enums and op-specific rules.
+ * Then it hands raw data pointers to the context's backend. Gradient outputs (d*), bias and
+ * key_mask may be null; every other handle is required. The exports keep C linkage from their
+ * declarations in nvlm.h.
+ */
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <new>
+
+#include "backend.h"
+#include "context.h"
+#include "error.h"
+
+using nvlm::fail;
+
+namespace {
+
+// ---- exception barrier ------------------------------------------------------------------------
+
+template <class Body>
+nvlm_status guarded(const char* fn, Body&& body) noexcept {
+    try {
+        return body(fn);
+    } catch (const std::bad_alloc&) {
+        return fail(NVLM_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
+    } catch (const std::exception& e) {
+        return fail(NVLM_ERR_INTERNAL, "%s: %s", fn, e.what());
+    } catch (...) {
+        return fail(NVLM_ERR_INTERNAL, "%s: unknown exception", fn);
+    }
+}
+
+// ---- argument checks --------------------------------------------------------------------------
+
+struct ElementType {
+    const char* name;  // plural, for "(n=3, d=4: 12 floats)"
+    int64_t bytes;
+};
+constexpr ElementType kF32{"floats", 4};
+constexpr ElementType kBF16{"bf16 values", 2};
+constexpr ElementType kI32{"int32 values", 4};
+constexpr ElementType kU8{"uint8 values", 1};
+
+struct Dim {
+    const char* name;
+    int64_t value;
+};
+using Dims = std::initializer_list<Dim>;
+
+nvlm_status check_context(const char* fn, const nvlm_context* ctx) {
+    if (ctx == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: ctx is null", fn);
+    return NVLM_OK;
+}
+
+nvlm_status check_sizes(const char* fn, Dims sizes) {
+    for (const Dim& size : sizes)
+        if (size.value < 0)
+            return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: %s = %lld is negative", fn, size.name,
+                        static_cast<long long>(size.value));
+    return NVLM_OK;
+}
+
+nvlm_status check_positive(const char* fn, const char* name, int64_t value) {
+    if (value <= 0)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: %s = %lld must be positive", fn, name,
+                    static_cast<long long>(value));
+    return NVLM_OK;
+}
+
+// A required buffer of ctx that holds a tensor of the given (non-negative) dims.
+nvlm_status check_buffer(const char* fn, const nvlm_context* ctx, const char* name, const nvlm_buffer* buf,
+                         ElementType type, Dims dims) {
+    if (buf == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: %s is null", fn, name);
+    if (buf->ctx != ctx)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: %s belongs to a different context than ctx", fn, name);
+
+    char shape[256];
+    int length = 0;
+    int64_t count = 1;
+    bool overflow = false;
+    for (const Dim& dim : dims) {
+        length += std::snprintf(shape + length, sizeof shape - static_cast<size_t>(length), "%s%s=%lld",
+                                length > 0 ? ", " : "", dim.name, static_cast<long long>(dim.value));
+        if (length >= static_cast<int>(sizeof shape)) length = static_cast<int>(sizeof shape) - 1;
+        if (dim.value != 0 && count > INT64_MAX / dim.value) overflow = true;
+        if (!overflow) count *= dim.value;
+    }
+    if (overflow || count > INT64_MAX / type.bytes)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: %s would need more than 2^63 bytes (%s)", fn, name, shape);
+    const int64_t needed = count * type.bytes;
+    if (buf->nbytes < needed)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: %s holds %lld bytes, needs %lld (%s: %lld %s)", fn, name,
+                    static_cast<long long>(buf->nbytes), static_cast<long long>(needed), shape,
+                    static_cast<long long>(count), type.name);
+    return NVLM_OK;
+}
+
+// A buffer that may be null (gradient outputs, bias, key_mask); checked like check_buffer if not.
+nvlm_status check_optional_buffer(const char* fn, const nvlm_context* ctx, const char* name, const nvlm_buffer* buf,
+                                  ElementType type, Dims dims) {
+    if (buf == nullptr) return NVLM_OK;
+    return check_buffer(fn, ctx, name, buf, type, dims);
+}
+
+// Bytes [offset, offset + nbytes) must lie inside buf (offset and nbytes already non-negative).
+nvlm_status check_range(const char* fn, const char* name, const nvlm_buffer* buf, int64_t offset, int64_t nbytes) {
+    if (offset > buf->nbytes || nbytes > buf->nbytes - offset)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: %lld bytes at offset %lld run past the end of %s, which holds %lld",
+                    fn, static_cast<long long>(nbytes), static_cast<long long>(offset), name,
+                    static_cast<long long>(buf->nbytes));
+    return NVLM_OK;
+}
+
+nvlm_status check_dtype(const char* fn, const char* name, int32_t dtype) {
+    if (dtype < NVLM_F32 || dtype > NVLM_I32)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: %s = %d is not an nvlm_dtype", fn, name, dtype);
+    return NVLM_OK;
+}
+
+ElementType element_type(int32_t dtype) {
+    switch (dtype) {
+        case NVLM_BF16: return kBF16;
+        case NVLM_U8: return kU8;
+        case NVLM_I32: return kI32;
+        default: return kF32;
+    }
+}
+
+// The data of a buffer (null for a null handle), typed for the backend.
+template <class T>
+T* data(const nvlm_buffer* buf) {
+    return buf != nullptr ? static_cast<T*>(buf->data) : nullptr;
+}
+
+}  // namespace
+
+// ---- library ----------------------------------------------------------------------------------
+
+NVLM_API int32_t nvlm_abi_version(void) { return NVLM_ABI_VERSION; }
+
+NVLM_API const char* nvlm_last_error(void) { return nvlm::last_error(); }
+
+NVLM_API nvlm_status nvlm_device_count(int32_t kind, int32_t* count) {
+    return guarded(__func__, [&](const char* fn) {
+        if (count == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: count is null", fn);
+        switch (kind) {
+            case NVLM_DEVICE_CPU: *count = 1; return NVLM_OK;
+            case NVLM_DEVICE_CUDA:
+#if defined(NVLM_WITH_CUDA)
+                return nvlm::cuda_device_count(count);
+#else
+                *count = 0;
+                return NVLM_OK;
+#endif
+            default: return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: kind = %d is not an nvlm_device_kind", fn, kind);
+        }
+    });
+}
+
+// ---- contexts and buffers ---------------------------------------------------------------------
+
+NVLM_API nvlm_status nvlm_context_create(int32_t kind, int32_t device_index, nvlm_context** out) {
+    return guarded(__func__, [&](const char* fn) {
+        if (out == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: out is null", fn);
+        *out = nullptr;
+        if (device_index < 0)
+            return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: device_index = %d is negative", fn, device_index);
+        std::unique_ptr<nvlm::Backend> backend;
+        switch (kind) {
+            case NVLM_DEVICE_CPU:
+                if (device_index != 0)
+                    return fail(NVLM_ERR_UNAVAILABLE, "%s: CPU device %d does not exist (there is one, 0)", fn,
+                                device_index);
+                backend = nvlm::create_cpu_backend();
+                break;
+            case NVLM_DEVICE_CUDA: {
+#if defined(NVLM_WITH_CUDA)
+                int32_t devices = 0;
+                NVLM_TRY(nvlm::cuda_device_count(&devices));
+                if (devices == 0) return fail(NVLM_ERR_UNAVAILABLE, "%s: no CUDA device", fn);
+                if (device_index >= devices)
+                    return fail(NVLM_ERR_UNAVAILABLE, "%s: CUDA device %d does not exist (there are %d)", fn,
+                                device_index, devices);
+                NVLM_TRY(nvlm::create_cuda_backend(device_index, &backend));
+                break;
+#else
+                return fail(NVLM_ERR_UNAVAILABLE, "%s: built without CUDA", fn);
+#endif
+            }
+            default: return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: kind = %d is not an nvlm_device_kind", fn, kind);
+        }
+        *out = new nvlm_context(static_cast<nvlm_device_kind>(kind), device_index, std::move(backend));
+        return NVLM_OK;
+    });
+}
+
+NVLM_API nvlm_status nvlm_context_destroy(nvlm_context* ctx) {
+    return guarded(__func__, [&](const char*) {
+        if (ctx == nullptr) return NVLM_OK;
+        bool last_reference;
+        {
+            std::lock_guard<std::mutex> lock(ctx->lifetime_mutex);
+            ctx->destroyed = true;
+            last_reference = ctx->live_buffers == 0;
+            if (!last_reference) ctx->allocator.empty_cache();
+        }
+        if (last_reference) delete ctx;
+        return NVLM_OK;
+    });
+}
+
+NVLM_API nvlm_status nvlm_context_synchronize(nvlm_context* ctx) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        return ctx->backend->synchronize();
+    });
+}
+
+NVLM_API nvlm_status nvlm_context_memory_stats(nvlm_context* ctx, nvlm_memory_stats* stats) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        if (stats == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: stats is null", fn);
+        *stats = ctx->allocator.stats();
+        return NVLM_OK;
+    });
+}
+
+NVLM_API nvlm_status nvlm_context_reset_peak(nvlm_context* ctx) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        ctx->allocator.reset_peak();
+        return NVLM_OK;
+    });
+}
+
+NVLM_API nvlm_status nvlm_buffer_alloc(nvlm_context* ctx, int64_t nbytes, nvlm_buffer** out) {
+    return guarded(__func__, [&](const char* fn) {
+        if (out == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: out is null", fn);
+        *out = nullptr;
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"nbytes", nbytes}}));
+        void* block = nullptr;
+        NVLM_TRY(ctx->allocator.allocate(nbytes, &block));
+        nvlm_buffer* buf;
+        try {
+            buf = new nvlm_buffer{ctx, block, nbytes};
+        } catch (...) {
+            ctx->allocator.release(block, nbytes);
+            throw;
+        }
+        std::lock_guard<std::mutex> lock(ctx->lifetime_mutex);
+        ctx->live_buffers++;
+        *out = buf;
+        return NVLM_OK;
+    });
+}
+
+NVLM_API nvlm_status nvlm_buffer_free(nvlm_buffer* buf) {
+    return guarded(__func__, [&](const char*) {
+        if (buf == nullptr) return NVLM_OK;
+        nvlm_context* ctx = buf->ctx;
+        ctx->allocator.release(buf->data, buf->nbytes);
+        delete buf;
+        bool last_reference;
+        {
+            std::lock_guard<std::mutex> lock(ctx->lifetime_mutex);
+            ctx->live_buffers--;
+            last_reference = ctx->destroyed && ctx->live_buffers == 0;
+        }
+        if (last_reference) delete ctx;
+        return NVLM_OK;
+    });
+}
+
+NVLM_API nvlm_status nvlm_buffer_size(const nvlm_buffer* buf, int64_t* nbytes) {
+    return guarded(__func__, [&](const char* fn) {
+        if (buf == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: buf is null", fn);
+        if (nbytes == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: nbytes is null", fn);
+        *nbytes = buf->nbytes;
+        return NVLM_OK;
+    });
+}
+
+NVLM_API nvlm_status nvlm_buffer_upload(nvlm_buffer* dst, int64_t offset, const void* src, int64_t nbytes) {
+    return guarded(__func__, [&](const char* fn) {
+        if (dst == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: dst is null", fn);
+        NVLM_TRY(check_sizes(fn, {{"offset", offset}, {"nbytes", nbytes}}));
+        NVLM_TRY(check_range(fn, "dst", dst, offset, nbytes));
+        if (nbytes == 0) return NVLM_OK;
+        if (src == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: src is null", fn);
+        return dst->ctx->backend->upload(data<char>(dst) + offset, src, static_cast<size_t>(nbytes));
+    });
+}
+
+NVLM_API nvlm_status nvlm_buffer_download(const nvlm_buffer* src, int64_t offset, void* dst, int64_t nbytes) {
+    return guarded(__func__, [&](const char* fn) {
+        if (src == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: src is null", fn);
+        NVLM_TRY(check_sizes(fn, {{"offset", offset}, {"nbytes", nbytes}}));
+        NVLM_TRY(check_range(fn, "src", src, offset, nbytes));
+        if (nbytes == 0) return NVLM_OK;
+        if (dst == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: dst is null", fn);
+        return src->ctx->backend->download(dst, data<const char>(src) + offset, static_cast<size_t>(nbytes));
+    });
+}
+
+NVLM_API nvlm_status nvlm_buffer_copy(nvlm_buffer* dst, int64_t dst_offset, const nvlm_buffer* src, int64_t src_offset,
+                                      int64_t nbytes) {
+    return guarded(__func__, [&](const char* fn) {
+        if (dst == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: dst is null", fn);
+        if (src == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: src is null", fn);
+        if (dst->ctx != src->ctx)
+            return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: src and dst belong to different contexts", fn);
+        NVLM_TRY(check_sizes(fn, {{"dst_offset", dst_offset}, {"src_offset", src_offset}, {"nbytes", nbytes}}));
+        NVLM_TRY(check_range(fn, "dst", dst, dst_offset, nbytes));
+        NVLM_TRY(check_range(fn, "src", src, src_offset, nbytes));
+        if (nbytes == 0) return NVLM_OK;
+        return dst->ctx->backend->copy(data<char>(dst) + dst_offset, data<const char>(src) + src_offset,
+                                       static_cast<size_t>(nbytes));
+    });
+}
+
+NVLM_API nvlm_status nvlm_buffer_zero(nvlm_buffer* buf) {
+    return guarded(__func__, [&](const char* fn) {
+        if (buf == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: buf is null", fn);
+        if (buf->nbytes == 0) return NVLM_OK;
+        return buf->ctx->backend->zero(buf->data, static_cast<size_t>(buf->nbytes));
+    });
+}
+
+// ---- dense algebra ----------------------------------------------------------------------------
+
+NVLM_API nvlm_status nvlm_matmul(nvlm_context* ctx, nvlm_buffer* c, const nvlm_buffer* a, const nvlm_buffer* b,
+                                 int64_t batch, int64_t m, int64_t n, int64_t k, int32_t trans_a, int32_t trans_b,
+                                 float alpha, float beta) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"batch", batch}, {"m", m}, {"n", n}, {"k", k}}));
+        NVLM_TRY(check_buffer(fn, ctx, "c", c, kF32, {{"batch", batch}, {"m", m}, {"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "a", a, kF32, {{"batch", batch}, {"m", m}, {"k", k}}));
+        NVLM_TRY(check_buffer(fn, ctx, "b", b, kF32, {{"batch", batch}, {"k", k}, {"n", n}}));
+        return ctx->backend->matmul(data<float>(c), data<const float>(a), data<const float>(b), batch, m, n, k,
+                                    trans_a != 0, trans_b != 0, alpha, beta);
+    });
+}
+
+NVLM_API nvlm_status nvlm_linear_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x,
+                                         const nvlm_buffer* w, const nvlm_buffer* bias, int64_t m, int64_t k,
+                                         int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"m", m}, {"k", k}, {"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, {{"m", m}, {"k", k}}));
+        NVLM_TRY(check_buffer(fn, ctx, "w", w, kF32, {{"n", n}, {"k", k}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "bias", bias, kF32, {{"n", n}}));
+        return ctx->backend->linear_forward(data<float>(out), data<const float>(x), data<const float>(w),
+                                            data<const float>(bias), m, k, n);
+    });
+}
+
+NVLM_API nvlm_status nvlm_linear_backward(nvlm_context* ctx, nvlm_buffer* dx, nvlm_buffer* dw, nvlm_buffer* dbias,
+                                          const nvlm_buffer* dout, const nvlm_buffer* x, const nvlm_buffer* w,
+                                          int64_t m, int64_t k, int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"m", m}, {"k", k}, {"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dx", dx, kF32, {{"m", m}, {"k", k}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dw", dw, kF32, {{"n", n}, {"k", k}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dbias", dbias, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, {{"m", m}, {"k", k}}));
+        NVLM_TRY(check_buffer(fn, ctx, "w", w, kF32, {{"n", n}, {"k", k}}));
+        return ctx->backend->linear_backward(data<float>(dx), data<float>(dw), data<float>(dbias),
+                                             data<const float>(dout), data<const float>(x), data<const float>(w), m, k,
+                                             n);
+    });
+}
+
+// ---- embeddings -------------------------------------------------------------------------------
+
+NVLM_API nvlm_status nvlm_embedding_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* table,
+                                            const nvlm_buffer* ids, int64_t n, int64_t vocab, int64_t d) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}, {"vocab", vocab}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "table", table, kF32, {{"vocab", vocab}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "ids", ids, kI32, {{"n", n}}));
+        return ctx->backend->embedding_forward(data<float>(out), data<const float>(table), data<const int32_t>(ids), n,
+                                               vocab, d);
+    });
+}
+
+NVLM_API nvlm_status nvlm_embedding_backward(nvlm_context* ctx, nvlm_buffer* dtable, const nvlm_buffer* dout,
+                                             const nvlm_buffer* ids, int64_t n, int64_t vocab, int64_t d) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}, {"vocab", vocab}, {"d", d}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dtable", dtable, kF32, {{"vocab", vocab}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "ids", ids, kI32, {{"n", n}}));
+        if (dtable == nullptr) return NVLM_OK;
+        return ctx->backend->embedding_backward(data<float>(dtable), data<const float>(dout), data<const int32_t>(ids),
+                                                n, vocab, d);
+    });
+}
+
+// ---- normalisation ----------------------------------------------------------------------------
+
+NVLM_API nvlm_status nvlm_rmsnorm_forward(nvlm_context* ctx, nvlm_buffer* out, nvlm_buffer* rstd, const nvlm_buffer* x,
+                                          const nvlm_buffer* w, int64_t n, int64_t d, float eps) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "rstd", rstd, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "w", w, kF32, {{"d", d}}));
+        return ctx->backend->rmsnorm_forward(data<float>(out), data<float>(rstd), data<const float>(x),
+                                             data<const float>(w), n, d, eps);
+    });
+}
+
+NVLM_API nvlm_status nvlm_rmsnorm_backward(nvlm_context* ctx, nvlm_buffer* dx, nvlm_buffer* dw, const nvlm_buffer* dout,
+                                           const nvlm_buffer* x, const nvlm_buffer* w, const nvlm_buffer* rstd,
+                                           int64_t n, int64_t d) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dx", dx, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dw", dw, kF32, {{"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "w", w, kF32, {{"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "rstd", rstd, kF32, {{"n", n}}));
+        return ctx->backend->rmsnorm_backward(data<float>(dx), data<float>(dw), data<const float>(dout),
+                                              data<const float>(x), data<const float>(w), data<const float>(rstd), n,
+                                              d);
+    });
+}
+
+NVLM_API nvlm_status nvlm_layernorm_forward(nvlm_context* ctx, nvlm_buffer* out, nvlm_buffer* mean, nvlm_buffer* rstd,
+                                            const nvlm_buffer* x, const nvlm_buffer* w, const nvlm_buffer* b, int64_t n,
+                                            int64_t d, float eps) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "mean", mean, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "rstd", rstd, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "w", w, kF32, {{"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "b", b, kF32, {{"d", d}}));
+        return ctx->backend->layernorm_forward(data<float>(out), data<float>(mean), data<float>(rstd),
+                                               data<const float>(x), data<const float>(w), data<const float>(b), n, d,
+                                               eps);
+    });
+}
+
+NVLM_API nvlm_status nvlm_layernorm_backward(nvlm_context* ctx, nvlm_buffer* dx, nvlm_buffer* dw, nvlm_buffer* db,
+                                             const nvlm_buffer* dout, const nvlm_buffer* x, const nvlm_buffer* w,
+                                             const nvlm_buffer* mean, const nvlm_buffer* rstd, int64_t n, int64_t d) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dx", dx, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dw", dw, kF32, {{"d", d}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "db", db, kF32, {{"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "w", w, kF32, {{"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "mean", mean, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "rstd", rstd, kF32, {{"n", n}}));
+        return ctx->backend->layernorm_backward(data<float>(dx), data<float>(dw), data<float>(db),
+                                                data<const float>(dout), data<const float>(x), data<const float>(w),
+                                                data<const float>(mean), data<const float>(rstd), n, d);
+    });
+}
+
+// ---- rotary position embedding ----------------------------------------------------------------
+
+namespace {
+
+nvlm_status check_rope(const char* fn, nvlm_context* ctx, const nvlm_buffer* pos, const nvlm_buffer* inv_freq,
+                       int64_t n_tokens, int64_t n_heads, int64_t head_dim) {
+    NVLM_TRY(check_sizes(fn, {{"n_tokens", n_tokens}, {"n_heads", n_heads}, {"head_dim", head_dim}}));
+    if (head_dim % 2 != 0)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: head_dim = %lld is odd", fn, static_cast<long long>(head_dim));
+    NVLM_TRY(check_buffer(fn, ctx, "pos", pos, kI32, {{"n_tokens", n_tokens}}));
+    return check_buffer(fn, ctx, "inv_freq", inv_freq, kF32, {{"head_dim/2", head_dim / 2}});
+}
+
+}  // namespace
+
+NVLM_API nvlm_status nvlm_rope_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x,
+                                       const nvlm_buffer* pos, const nvlm_buffer* inv_freq, int64_t n_tokens,
+                                       int64_t n_heads, int64_t head_dim) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_rope(fn, ctx, pos, inv_freq, n_tokens, n_heads, head_dim));
+        const Dims shape = {{"n_tokens", n_tokens}, {"n_heads", n_heads}, {"head_dim", head_dim}};
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, shape));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, shape));
+        return ctx->backend->rope_forward(data<float>(out), data<const float>(x), data<const int32_t>(pos),
+                                          data<const float>(inv_freq), n_tokens, n_heads, head_dim);
+    });
+}
+
+NVLM_API nvlm_status nvlm_rope_backward(nvlm_context* ctx, nvlm_buffer* dx, const nvlm_buffer* dout,
+                                        const nvlm_buffer* pos, const nvlm_buffer* inv_freq, int64_t n_tokens,
+                                        int64_t n_heads, int64_t head_dim) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_rope(fn, ctx, pos, inv_freq, n_tokens, n_heads, head_dim));
+        const Dims shape = {{"n_tokens", n_tokens}, {"n_heads", n_heads}, {"head_dim", head_dim}};
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dx", dx, kF32, shape));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, shape));
+        if (dx == nullptr) return NVLM_OK;
+        return ctx->backend->rope_backward(data<float>(dx), data<const float>(dout), data<const int32_t>(pos),
+                                           data<const float>(inv_freq), n_tokens, n_heads, head_dim);
+    });
+}
+
+// ---- attention --------------------------------------------------------------------------------
+
+namespace {
+
+// Sizes, head grouping and the inputs shared by forward and backward.
+nvlm_status check_attention(const char* fn, nvlm_context* ctx, const nvlm_buffer* q, const nvlm_buffer* k,
+                            const nvlm_buffer* v, const nvlm_buffer* key_mask, const nvlm_buffer* lse, int64_t batch,
+                            int64_t tq, int64_t tk, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim) {
+    NVLM_TRY(check_sizes(fn, {{"batch", batch}, {"tq", tq}, {"tk", tk}, {"head_dim", head_dim}}));
+    NVLM_TRY(check_positive(fn, "n_heads", n_heads));
+    NVLM_TRY(check_positive(fn, "n_kv_heads", n_kv_heads));
+    if (n_heads % n_kv_heads != 0)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: n_heads = %lld is not a multiple of n_kv_heads = %lld", fn,
+                    static_cast<long long>(n_heads), static_cast<long long>(n_kv_heads));
+    NVLM_TRY(check_buffer(fn, ctx, "q", q, kF32,
+                          {{"batch", batch}, {"tq", tq}, {"n_heads", n_heads}, {"head_dim", head_dim}}));
+    const Dims kv_shape = {{"batch", batch}, {"tk", tk}, {"n_kv_heads", n_kv_heads}, {"head_dim", head_dim}};
+    NVLM_TRY(check_buffer(fn, ctx, "k", k, kF32, kv_shape));
+    NVLM_TRY(check_buffer(fn, ctx, "v", v, kF32, kv_shape));
+    NVLM_TRY(check_optional_buffer(fn, ctx, "key_mask", key_mask, kU8, {{"batch", batch}, {"tk", tk}}));
+    return check_buffer(fn, ctx, "lse", lse, kF32, {{"batch", batch}, {"n_heads", n_heads}, {"tq", tq}});
+}
+
+}  // namespace
+
+NVLM_API nvlm_status nvlm_attention_forward(nvlm_context* ctx, nvlm_buffer* out, nvlm_buffer* lse, const nvlm_buffer* q,
+                                            const nvlm_buffer* k, const nvlm_buffer* v, const nvlm_buffer* key_mask,
+                                            int64_t batch, int64_t tq, int64_t tk, int64_t n_heads, int64_t n_kv_heads,
+                                            int64_t head_dim, int32_t causal, float scale) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_attention(fn, ctx, q, k, v, key_mask, lse, batch, tq, tk, n_heads, n_kv_heads, head_dim));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32,
+                              {{"batch", batch}, {"tq", tq}, {"n_heads", n_heads}, {"head_dim", head_dim}}));
+        return ctx->backend->attention_forward(
+            data<float>(out), data<float>(lse), data<const float>(q), data<const float>(k), data<const float>(v),
+            data<const uint8_t>(key_mask), batch, tq, tk, n_heads, n_kv_heads, head_dim, causal != 0, scale);
+    });
+}
+
+NVLM_API nvlm_status nvlm_attention_backward(nvlm_context* ctx, nvlm_buffer* dq, nvlm_buffer* dk, nvlm_buffer* dv,
+                                             const nvlm_buffer* dout, const nvlm_buffer* q, const nvlm_buffer* k,
+                                             const nvlm_buffer* v, const nvlm_buffer* key_mask, const nvlm_buffer* out,
+                                             const nvlm_buffer* lse, int64_t batch, int64_t tq, int64_t tk,
+                                             int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int32_t causal,
+                                             float scale) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_attention(fn, ctx, q, k, v, key_mask, lse, batch, tq, tk, n_heads, n_kv_heads, head_dim));
+        const Dims q_shape = {{"batch", batch}, {"tq", tq}, {"n_heads", n_heads}, {"head_dim", head_dim}};
+        const Dims kv_shape = {{"batch", batch}, {"tk", tk}, {"n_kv_heads", n_kv_heads}, {"head_dim", head_dim}};
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dq", dq, kF32, q_shape));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dk", dk, kF32, kv_shape));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dv", dv, kF32, kv_shape));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, q_shape));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, q_shape));
+        return ctx->backend->attention_backward(
+            data<float>(dq), data<float>(dk), data<float>(dv), data<const float>(dout), data<const float>(q),
+            data<const float>(k), data<const float>(v), data<const uint8_t>(key_mask), data<const float>(out),
+            data<const float>(lse), batch, tq, tk, n_heads, n_kv_heads, head_dim, causal != 0, scale);
+    });
+}
+
+// ---- elementwise ------------------------------------------------------------------------------
+
+NVLM_API nvlm_status nvlm_gelu_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x, int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, {{"n", n}}));
+        return ctx->backend->gelu_forward(data<float>(out), data<const float>(x), n);
+    });
+}
+
+NVLM_API nvlm_status nvlm_gelu_backward(nvlm_context* ctx, nvlm_buffer* dx, const nvlm_buffer* dout,
+                                        const nvlm_buffer* x, int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dx", dx, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, {{"n", n}}));
+        if (dx == nullptr) return NVLM_OK;
+        return ctx->backend->gelu_backward(data<float>(dx), data<const float>(dout), data<const float>(x), n);
+    });
+}
+
+NVLM_API nvlm_status nvlm_swiglu_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* gate,
+                                         const nvlm_buffer* up, int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "gate", gate, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "up", up, kF32, {{"n", n}}));
+        return ctx->backend->swiglu_forward(data<float>(out), data<const float>(gate), data<const float>(up), n);
+    });
+}
+
+NVLM_API nvlm_status nvlm_swiglu_backward(nvlm_context* ctx, nvlm_buffer* dgate, nvlm_buffer* dup,
+                                          const nvlm_buffer* dout, const nvlm_buffer* gate, const nvlm_buffer* up,
+                                          int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dgate", dgate, kF32, {{"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dup", dup, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "gate", gate, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "up", up, kF32, {{"n", n}}));
+        return ctx->backend->swiglu_backward(data<float>(dgate), data<float>(dup), data<const float>(dout),
+                                             data<const float>(gate), data<const float>(up), n);
+    });
+}
+
+NVLM_API nvlm_status nvlm_residual_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* a,
+                                           const nvlm_buffer* b, int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "a", a, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "b", b, kF32, {{"n", n}}));
+        return ctx->backend->residual_forward(data<float>(out), data<const float>(a), data<const float>(b), n);
+    });
+}
+
+NVLM_API nvlm_status nvlm_residual_backward(nvlm_context* ctx, nvlm_buffer* da, nvlm_buffer* db,
+                                            const nvlm_buffer* dout, int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "da", da, kF32, {{"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "db", db, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, {{"n", n}}));
+        return ctx->backend->residual_backward(data<float>(da), data<float>(db), data<const float>(dout), n);
+    });
+}
+
+NVLM_API nvlm_status nvlm_scale_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x, float alpha,
+                                        int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, {{"n", n}}));
+        return ctx->backend->scale_forward(data<float>(out), data<const float>(x), alpha, n);
+    });
+}
+
+NVLM_API nvlm_status nvlm_scale_backward(nvlm_context* ctx, nvlm_buffer* dx, const nvlm_buffer* dout, float alpha,
+                                         int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dx", dx, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, {{"n", n}}));
+        if (dx == nullptr) return NVLM_OK;
+        return ctx->backend->scale_backward(data<float>(dx), data<const float>(dout), alpha, n);
+    });
+}
+
+NVLM_API nvlm_status nvlm_sum_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x, int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, {{"size", 1}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, {{"n", n}}));
+        return ctx->backend->sum_forward(data<float>(out), data<const float>(x), n);
+    });
+}
+
+NVLM_API nvlm_status nvlm_sum_backward(nvlm_context* ctx, nvlm_buffer* dx, const nvlm_buffer* dout, int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dx", dx, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, {{"size", 1}}));
+        if (dx == nullptr) return NVLM_OK;
+        return ctx->backend->sum_backward(data<float>(dx), data<const float>(dout), n);
+    });
+}
+
+// ---- Idefics3 connector -----------------------------------------------------------------------
+
+namespace {
+
+// seq must be side² with side a multiple of scale; d·seq must fit int64 (so d·scale² does).
+nvlm_status check_pixel_shuffle_sizes(const char* fn, int64_t n, int64_t seq, int64_t d, int64_t scale) {
+    NVLM_TRY(check_sizes(fn, {{"n", n}, {"seq", seq}, {"d", d}}));
+    NVLM_TRY(check_positive(fn, "scale", scale));
+    if (seq != 0 && d > INT64_MAX / seq)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: d = %lld times seq = %lld overflows", fn, static_cast<long long>(d),
+                    static_cast<long long>(seq));
+    const int64_t side = std::llround(std::sqrt(static_cast<double>(seq)));
+    if (side * side != seq)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: seq = %lld is not a perfect square", fn,
+                    static_cast<long long>(seq));
+    if (side % scale != 0)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: side = sqrt(seq) = %lld is not divisible by scale = %lld", fn,
+                    static_cast<long long>(side), static_cast<long long>(scale));
+    return NVLM_OK;
+}
+
+}  // namespace
+
+NVLM_API nvlm_status nvlm_pixel_shuffle_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x, int64_t n,
+                                                int64_t seq, int64_t d, int64_t scale) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_pixel_shuffle_sizes(fn, n, seq, d, scale));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32,
+                              {{"n", n}, {"seq/scale^2", seq / (scale * scale)}, {"d*scale^2", d * scale * scale}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, {{"n", n}, {"seq", seq}, {"d", d}}));
+        return ctx->backend->pixel_shuffle_forward(data<float>(out), data<const float>(x), n, seq, d, scale);
+    });
+}
+
+NVLM_API nvlm_status nvlm_pixel_shuffle_backward(nvlm_context* ctx, nvlm_buffer* dx, const nvlm_buffer* dout, int64_t n,
+                                                 int64_t seq, int64_t d, int64_t scale) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_pixel_shuffle_sizes(fn, n, seq, d, scale));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dx", dx, kF32, {{"n", n}, {"seq", seq}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32,
+                              {{"n", n}, {"seq/scale^2", seq / (scale * scale)}, {"d*scale^2", d * scale * scale}}));
+        if (dx == nullptr) return NVLM_OK;
+        return ctx->backend->pixel_shuffle_backward(data<float>(dx), data<const float>(dout), n, seq, d, scale);
+    });
+}
+
+// ---- language-model head ----------------------------------------------------------------------
+
+NVLM_API nvlm_status nvlm_lm_logprob_forward(nvlm_context* ctx, nvlm_buffer* logp, nvlm_buffer* lse,
+                                             const nvlm_buffer* h, const nvlm_buffer* w, const nvlm_buffer* targets,
+                                             int64_t n, int64_t d, int64_t vocab, int64_t chunk) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}, {"d", d}, {"vocab", vocab}}));
+        NVLM_TRY(check_positive(fn, "chunk", chunk));
+        NVLM_TRY(check_buffer(fn, ctx, "logp", logp, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "lse", lse, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "h", h, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "w", w, kF32, {{"vocab", vocab}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "targets", targets, kI32, {{"n", n}}));
+        return ctx->backend->lm_logprob_forward(data<float>(logp), data<float>(lse), data<const float>(h),
+                                                data<const float>(w), data<const int32_t>(targets), n, d, vocab, chunk);
+    });
+}
+
+NVLM_API nvlm_status nvlm_lm_logprob_backward(nvlm_context* ctx, nvlm_buffer* dh, nvlm_buffer* dw,
+                                              const nvlm_buffer* dlogp, const nvlm_buffer* h, const nvlm_buffer* w,
+                                              const nvlm_buffer* targets, const nvlm_buffer* lse, int64_t n, int64_t d,
+                                              int64_t vocab, int64_t chunk) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}, {"d", d}, {"vocab", vocab}}));
+        NVLM_TRY(check_positive(fn, "chunk", chunk));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dh", dh, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dw", dw, kF32, {{"vocab", vocab}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dlogp", dlogp, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "h", h, kF32, {{"n", n}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "w", w, kF32, {{"vocab", vocab}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "targets", targets, kI32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "lse", lse, kF32, {{"n", n}}));
+        return ctx->backend->lm_logprob_backward(
+            data<float>(dh), data<float>(dw), data<const float>(dlogp), data<const float>(h), data<const float>(w),
+            data<const int32_t>(targets), data<const float>(lse), n, d, vocab, chunk);
+    });
+}
+
+// ---- optimiser --------------------------------------------------------------------------------
+
+NVLM_API nvlm_status nvlm_adamw_step(nvlm_context* ctx, nvlm_buffer* param, const nvlm_buffer* grad, nvlm_buffer* m,
+                                     nvlm_buffer* v, int64_t n, float lr, float beta1, float beta2, float eps,
+                                     float weight_decay, int64_t step) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}}));
+        NVLM_TRY(check_positive(fn, "step", step));
+        NVLM_TRY(check_buffer(fn, ctx, "param", param, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "grad", grad, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "m", m, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "v", v, kF32, {{"n", n}}));
+        return ctx->backend->adamw_step(data<float>(param), data<const float>(grad), data<float>(m), data<float>(v), n,
+                                        lr, beta1, beta2, eps, weight_decay, step);
+    });
+}
+
+// ---- casts ------------------------------------------------------------------------------------
+
+NVLM_API nvlm_status nvlm_cast(nvlm_context* ctx, nvlm_buffer* dst, int32_t dst_dtype, const nvlm_buffer* src,
+                               int32_t src_dtype, int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_dtype(fn, "dst_dtype", dst_dtype));
+        NVLM_TRY(check_dtype(fn, "src_dtype", src_dtype));
+        const bool f32_bf16 =
+            (dst_dtype == NVLM_F32 && src_dtype == NVLM_BF16) || (dst_dtype == NVLM_BF16 && src_dtype == NVLM_F32);
+        if (dst_dtype != src_dtype && !f32_bf16)
+            return fail(NVLM_ERR_INVALID_ARGUMENT,
+                        "%s: no cast from src_dtype = %d to dst_dtype = %d (only f32 <-> bf16 and identities)", fn,
+                        src_dtype, dst_dtype);
+        NVLM_TRY(check_sizes(fn, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dst", dst, element_type(dst_dtype), {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "src", src, element_type(src_dtype), {{"n", n}}));
+        return ctx->backend->cast(data<void>(dst), static_cast<nvlm_dtype>(dst_dtype), data<const void>(src),
+                                  static_cast<nvlm_dtype>(src_dtype), n);
+    });
+}

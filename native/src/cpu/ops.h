@@ -1,0 +1,77 @@
+/*
+ * The CPU backend's ops: the fp32 reference definition of every op in nvlm.h.
+ *
+ * Arguments follow llm.c: outputs, inputs, sizes, scalars; shapes are those of nvlm.h. Inputs
+ * are already validated by api.cpp; the ops that read ids or targets check them and return a
+ * status, the others cannot fail. A null gradient output is skipped; gradients are added to.
+ */
+#pragma once
+
+#include <cstdint>
+
+#include "nvlm.h"
+
+namespace nvlm::cpu {
+
+// Row-major c (m, n) = alpha · op(a) · op(b) + beta · c, op(a) (m, k), op(b) (k, n), with leading
+// dimensions lda, ldb, ldc of the stored matrices. beta == 0 overwrites c without reading it.
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool trans_a,
+            bool trans_b, float alpha, float beta);
+void linear_forward(float* out, const float* x, const float* w, const float* bias, int64_t m, int64_t k, int64_t n);
+void linear_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w, int64_t m,
+                     int64_t k, int64_t n);
+
+nvlm_status embedding_forward(float* out, const float* table, const int32_t* ids, int64_t n, int64_t vocab, int64_t d);
+nvlm_status embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t n, int64_t vocab,
+                               int64_t d);
+
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t n, int64_t d, float eps);
+void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
+                      int64_t n, int64_t d);
+void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* w, const float* b, int64_t n,
+                       int64_t d, float eps);
+void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
+                        const float* mean, const float* rstd, int64_t n, int64_t d);
+
+void rope_forward(float* out, const float* x, const int32_t* pos, const float* inv_freq, int64_t n_tokens,
+                  int64_t n_heads, int64_t head_dim);
+void rope_backward(float* dx, const float* dout, const int32_t* pos, const float* inv_freq, int64_t n_tokens,
+                   int64_t n_heads, int64_t head_dim);
+
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const uint8_t* key_mask,
+                       int64_t batch, int64_t tq, int64_t tk, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                       bool causal, float scale);
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const uint8_t* key_mask, const float* out, const float* lse, int64_t batch,
+                        int64_t tq, int64_t tk, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, bool causal,
+                        float scale);
+
+void gelu_forward(float* out, const float* x, int64_t n);
+void gelu_backward(float* dx, const float* dout, const float* x, int64_t n);
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
+void residual_forward(float* out, const float* a, const float* b, int64_t n);
+void residual_backward(float* da, float* db, const float* dout, int64_t n);
+void scale_forward(float* out, const float* x, float alpha, int64_t n);
+void scale_backward(float* dx, const float* dout, float alpha, int64_t n);
+void sum_forward(float* out, const float* x, int64_t n);
+void sum_backward(float* dx, const float* dout, int64_t n);
+
+void pixel_shuffle_forward(float* out, const float* x, int64_t n, int64_t seq, int64_t d, int64_t scale);
+void pixel_shuffle_backward(float* dx, const float* dout, int64_t n, int64_t seq, int64_t d, int64_t scale);
+
+nvlm_status lm_logprob_forward(float* logp, float* lse, const float* h, const float* w, const int32_t* targets,
+                               int64_t n, int64_t d, int64_t vocab, int64_t chunk);
+nvlm_status lm_logprob_backward(float* dh, float* dw, const float* dlogp, const float* h, const float* w,
+                                const int32_t* targets, const float* lse, int64_t n, int64_t d, int64_t vocab,
+                                int64_t chunk);
+
+void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1, float beta2,
+                float eps, float weight_decay, int64_t step);
+
+void cast(void* dst, nvlm_dtype dst_dtype, const void* src, nvlm_dtype src_dtype, int64_t n);
+
+}  // namespace nvlm::cpu
