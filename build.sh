@@ -61,6 +61,11 @@ native() {
   [ "${NVLM_NO_CUDA:-0}" = 1 ] && cuda=OFF
   cmake -S "$ROOT" -B "$ROOT/build/native" -DCMAKE_BUILD_TYPE="$CONFIGURATION" -DNVLM_CUDA=$cuda >/dev/null
   cmake --build "$ROOT/build/native" -j"$(nproc)"
+  # Where a CUDA compiler is installed the CUDA backend must have compiled, not been skipped.
+  if [ "$cuda" = ON ] && command -v nvcc >/dev/null && [ ! -f "$ROOT/build/native/libnvlm_cuda.a" ]; then
+    echo "build.sh: nvcc is installed but the CUDA backend (build/native/libnvlm_cuda.a) was not built" >&2
+    return 1
+  fi
 }
 
 managed() {

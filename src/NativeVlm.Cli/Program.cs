@@ -9,7 +9,8 @@ var parser = new Parser(settings =>
     settings.CaseInsensitiveEnumValues = true;
 });
 
-return parser.ParseArguments<DemoOptions>(args).MapResult(
+// The Type[] overload parses verbs even while there is only one.
+return parser.ParseArguments(args, typeof(DemoOptions)).MapResult(
     (DemoOptions options) => Run(() => DemoCommand.Run(options)),
     errors => errors.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.VersionRequestedError or ErrorType.HelpVerbRequestedError) ? 0 : 2);
 
