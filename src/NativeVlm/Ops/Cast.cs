@@ -6,8 +6,8 @@ namespace NativeVlm;
 public static partial class Ops
 {
     /// <summary>
-    /// f32 ↔ bf16 (round to nearest even) (nvlm_cast). Differentiable from an f32 input: the
-    /// gradient is cast back to f32 (gradients are always f32).
+    /// f32 ↔ bf16 (round to nearest even) (nvlm_cast). Differentiable: gradients are f32 whatever
+    /// the tensor's dtype (Ops.GradBuffer), so d(y) adds into d(x) unchanged.
     /// </summary>
     public static Tensor Cast(Tensor x, DType dtype)
     {
@@ -19,16 +19,7 @@ public static partial class Ops
         Native.Check(NativeMethods.nvlm_cast(x.Context.Handle, y.Buffer, (int)dtype, x.Buffer, (int)x.DType, x.ElementCount));
         if (ShouldRecord(x))
         {
-            if (x.DType != DType.F32)
-            {
-                throw new NotSupportedException($"cast: gradients are f32, so a {x.DType} input cannot require grad");
-            }
-            Record("cast", y, dy =>
-            {
-                using Tensor dyF32 = Tensor.Zeros(x.Context, DType.F32, x.Shape.ToArray());
-                Native.Check(NativeMethods.nvlm_cast(x.Context.Handle, dyF32.Buffer, (int)DType.F32, dy.Buffer, (int)dy.DType, x.ElementCount));
-                AccumulateGrad(x, dyF32);
-            });
+            Record("cast", y, dy => AccumulateGrad(x, dy));
         }
         return y;
     }

@@ -39,7 +39,8 @@ public static partial class Ops
 
     /// <summary>
     /// The buffer a backward adds d(loss)/d(t) into: t's gradient, created as zeros on first use,
-    /// or the null buffer when t wants no gradient.
+    /// or the null buffer when t wants no gradient. Gradients are always f32, whatever t's dtype
+    /// (a bf16 cast output included): the tape seeds and accumulates them with f32 kernels.
     /// </summary>
     internal static BufferHandle GradBuffer(Tensor? t)
     {
@@ -47,7 +48,7 @@ public static partial class Ops
         {
             return BufferHandle.Null;
         }
-        t.Grad ??= Tensor.Zeros(t.Context, t.DType, t.Shape.ToArray());
+        t.Grad ??= Tensor.Zeros(t.Context, DType.F32, t.Shape.ToArray());
         return t.Grad.Buffer;
     }
 
