@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or a meaning below changes; the C# side refuses a mismatch. */
-#define NVLM_ABI_VERSION 1
+#define NVLM_ABI_VERSION 2
 
 typedef enum nvlm_status {
     NVLM_OK = 0,
@@ -134,6 +134,19 @@ NVLM_API nvlm_status nvlm_embedding_forward(nvlm_context* ctx, nvlm_buffer* out,
 NVLM_API nvlm_status nvlm_embedding_backward(nvlm_context* ctx, nvlm_buffer* dtable, const nvlm_buffer* dout,
                                              const nvlm_buffer* ids, int64_t n, int64_t vocab, int64_t d);
 
+/* Merge of image features into token embeddings (Idefics3's inputs_merger, torch's index_copy
+ * along rows): out (n_rows, d) = x (n_rows, d), then out[index[i]] = src[i] for i < n_src, with
+ * src (n_src, d) and index (n_src, int32). Indices lie in [0, n_rows) and are distinct; an index
+ * outside that range or one repeating an earlier one is an error naming its position and value. */
+NVLM_API nvlm_status nvlm_index_copy_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x,
+                                             const nvlm_buffer* src, const nvlm_buffer* index, int64_t n_rows,
+                                             int64_t n_src, int64_t d);
+/* dx (n_rows, d) += dout on the rows that no index names (the indexed rows get nothing);
+ * dsrc (n_src, d) [i] += dout[index[i]]. Indices are checked as in the forward. */
+NVLM_API nvlm_status nvlm_index_copy_backward(nvlm_context* ctx, nvlm_buffer* dx, nvlm_buffer* dsrc,
+                                              const nvlm_buffer* dout, const nvlm_buffer* index, int64_t n_rows,
+                                              int64_t n_src, int64_t d);
+
 /* ---- normalisation ---------------------------------------------------------------------- */
 
 /* Llama RMSNorm: out = x · rsqrt(mean(x²) + eps) · w.  x, out (n, d); w (d); rstd (n) saved. */
@@ -222,6 +235,23 @@ NVLM_API nvlm_status nvlm_scale_backward(nvlm_context* ctx, nvlm_buffer* dx, con
 /* Sum of all elements: out (1) = Σ x (n).  Backward: dx[i] += dout[0]. */
 NVLM_API nvlm_status nvlm_sum_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x, int64_t n);
 NVLM_API nvlm_status nvlm_sum_backward(nvlm_context* ctx, nvlm_buffer* dx, const nvlm_buffer* dout, int64_t n);
+
+/* ---- SigLIP patch embedding ------------------------------------------------------------- */
+
+/* The patches that SigLIP's patch embedding Conv2d(channels, hidden, kernel = stride = patch,
+ * padding "valid") sees, so that the conv is patchify followed by a linear layer whose weight is
+ * the conv weight (hidden, channels, patch, patch) viewed as (hidden, channels·patch²):
+ *   pixels (n, channels, height, width) → out (n, (height/patch)·(width/patch), channels·patch²).
+ * Patch (py, px) of the grid is output row py·(width/patch) + px; within it, element
+ * (c·patch + ky)·patch + kx is pixels[c, py·patch + ky, px·patch + kx]. channels, height, width
+ * and patch are positive; height and width are multiples of patch. */
+NVLM_API nvlm_status nvlm_patchify_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* pixels,
+                                           int64_t n, int64_t channels, int64_t height, int64_t width,
+                                           int64_t patch);
+/* dpixels += dout scattered back along the same map (each pixel lies in exactly one patch). */
+NVLM_API nvlm_status nvlm_patchify_backward(nvlm_context* ctx, nvlm_buffer* dpixels, const nvlm_buffer* dout,
+                                            int64_t n, int64_t channels, int64_t height, int64_t width,
+                                            int64_t patch);
 
 /* ---- Idefics3 connector ----------------------------------------------------------------- */
 

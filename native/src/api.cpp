@@ -416,6 +416,50 @@ NVLM_API nvlm_status nvlm_embedding_backward(nvlm_context* ctx, nvlm_buffer* dta
     });
 }
 
+namespace {
+
+// Distinct indices into n_rows rows: at most n_rows of them.
+nvlm_status check_index_copy_sizes(const char* fn, int64_t n_rows, int64_t n_src, int64_t d) {
+    NVLM_TRY(check_sizes(fn, {{"n_rows", n_rows}, {"n_src", n_src}, {"d", d}}));
+    if (n_src > n_rows)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: n_src = %lld distinct indices cannot fit in n_rows = %lld rows", fn,
+                    static_cast<long long>(n_src), static_cast<long long>(n_rows));
+    return NVLM_OK;
+}
+
+}  // namespace
+
+NVLM_API nvlm_status nvlm_index_copy_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x,
+                                             const nvlm_buffer* src, const nvlm_buffer* index, int64_t n_rows,
+                                             int64_t n_src, int64_t d) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_index_copy_sizes(fn, n_rows, n_src, d));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, {{"n_rows", n_rows}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, {{"n_rows", n_rows}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "src", src, kF32, {{"n_src", n_src}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "index", index, kI32, {{"n_src", n_src}}));
+        return ctx->backend->index_copy_forward(data<float>(out), data<const float>(x), data<const float>(src),
+                                                data<const int32_t>(index), n_rows, n_src, d);
+    });
+}
+
+NVLM_API nvlm_status nvlm_index_copy_backward(nvlm_context* ctx, nvlm_buffer* dx, nvlm_buffer* dsrc,
+                                              const nvlm_buffer* dout, const nvlm_buffer* index, int64_t n_rows,
+                                              int64_t n_src, int64_t d) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_index_copy_sizes(fn, n_rows, n_src, d));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dx", dx, kF32, {{"n_rows", n_rows}, {"d", d}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dsrc", dsrc, kF32, {{"n_src", n_src}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, {{"n_rows", n_rows}, {"d", d}}));
+        NVLM_TRY(check_buffer(fn, ctx, "index", index, kI32, {{"n_src", n_src}}));
+        if (dx == nullptr && dsrc == nullptr) return NVLM_OK;
+        return ctx->backend->index_copy_backward(data<float>(dx), data<float>(dsrc), data<const float>(dout),
+                                                 data<const int32_t>(index), n_rows, n_src, d);
+    });
+}
+
 // ---- normalisation ----------------------------------------------------------------------------
 
 NVLM_API nvlm_status nvlm_rmsnorm_forward(nvlm_context* ctx, nvlm_buffer* out, nvlm_buffer* rstd, const nvlm_buffer* x,
@@ -713,6 +757,67 @@ NVLM_API nvlm_status nvlm_sum_backward(nvlm_context* ctx, nvlm_buffer* dx, const
         NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, {{"size", 1}}));
         if (dx == nullptr) return NVLM_OK;
         return ctx->backend->sum_backward(data<float>(dx), data<const float>(dout), n);
+    });
+}
+
+// ---- SigLIP patch embedding -------------------------------------------------------------------
+
+namespace {
+
+// The image is a whole number of patches, and one image's channels·height·width values fit int64,
+// so that a patch's channels·patch² values and the patch count do too.
+nvlm_status check_patchify_sizes(const char* fn, int64_t n, int64_t channels, int64_t height, int64_t width,
+                                 int64_t patch) {
+    NVLM_TRY(check_sizes(fn, {{"n", n}}));
+    NVLM_TRY(check_positive(fn, "channels", channels));
+    NVLM_TRY(check_positive(fn, "height", height));
+    NVLM_TRY(check_positive(fn, "width", width));
+    NVLM_TRY(check_positive(fn, "patch", patch));
+    if (height % patch != 0)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: height = %lld is not divisible by patch = %lld", fn,
+                    static_cast<long long>(height), static_cast<long long>(patch));
+    if (width % patch != 0)
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: width = %lld is not divisible by patch = %lld", fn,
+                    static_cast<long long>(width), static_cast<long long>(patch));
+    if (height > INT64_MAX / width || channels > INT64_MAX / (height * width))
+        return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: channels = %lld times height = %lld times width = %lld overflows",
+                    fn, static_cast<long long>(channels), static_cast<long long>(height),
+                    static_cast<long long>(width));
+    return NVLM_OK;
+}
+
+}  // namespace
+
+NVLM_API nvlm_status nvlm_patchify_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* pixels, int64_t n,
+                                           int64_t channels, int64_t height, int64_t width, int64_t patch) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_patchify_sizes(fn, n, channels, height, width, patch));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32,
+                              {{"n", n},
+                               {"(height/patch)*(width/patch)", (height / patch) * (width / patch)},
+                               {"channels*patch^2", channels * patch * patch}}));
+        NVLM_TRY(check_buffer(fn, ctx, "pixels", pixels, kF32,
+                              {{"n", n}, {"channels", channels}, {"height", height}, {"width", width}}));
+        return ctx->backend->patchify_forward(data<float>(out), data<const float>(pixels), n, channels, height, width,
+                                              patch);
+    });
+}
+
+NVLM_API nvlm_status nvlm_patchify_backward(nvlm_context* ctx, nvlm_buffer* dpixels, const nvlm_buffer* dout, int64_t n,
+                                            int64_t channels, int64_t height, int64_t width, int64_t patch) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_patchify_sizes(fn, n, channels, height, width, patch));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dpixels", dpixels, kF32,
+                                       {{"n", n}, {"channels", channels}, {"height", height}, {"width", width}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32,
+                              {{"n", n},
+                               {"(height/patch)*(width/patch)", (height / patch) * (width / patch)},
+                               {"channels*patch^2", channels * patch * patch}}));
+        if (dpixels == nullptr) return NVLM_OK;
+        return ctx->backend->patchify_backward(data<float>(dpixels), data<const float>(dout), n, channels, height,
+                                               width, patch);
     });
 }
 

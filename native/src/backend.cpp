@@ -33,6 +33,15 @@ nvlm_status Backend::embedding_backward(float*, const float*, const int32_t*, in
     return unsupported("nvlm_embedding_backward");
 }
 
+nvlm_status Backend::index_copy_forward(float*, const float*, const float*, const int32_t*, int64_t, int64_t,
+                                        int64_t) {
+    return unsupported("nvlm_index_copy_forward");
+}
+
+nvlm_status Backend::index_copy_backward(float*, float*, const float*, const int32_t*, int64_t, int64_t, int64_t) {
+    return unsupported("nvlm_index_copy_backward");
+}
+
 nvlm_status Backend::rmsnorm_forward(float*, float*, const float*, const float*, int64_t, int64_t, float) {
     return unsupported("nvlm_rmsnorm_forward");
 }
@@ -96,6 +105,14 @@ nvlm_status Backend::scale_forward(float*, const float*, float, int64_t) { retur
 nvlm_status Backend::scale_backward(float*, const float*, float, int64_t) { return unsupported("nvlm_scale_backward"); }
 nvlm_status Backend::sum_forward(float*, const float*, int64_t) { return unsupported("nvlm_sum_forward"); }
 nvlm_status Backend::sum_backward(float*, const float*, int64_t) { return unsupported("nvlm_sum_backward"); }
+nvlm_status Backend::patchify_forward(float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t) {
+    return unsupported("nvlm_patchify_forward");
+}
+
+nvlm_status Backend::patchify_backward(float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t) {
+    return unsupported("nvlm_patchify_backward");
+}
+
 nvlm_status Backend::pixel_shuffle_forward(float*, const float*, int64_t, int64_t, int64_t, int64_t) {
     return unsupported("nvlm_pixel_shuffle_forward");
 }

@@ -3,7 +3,8 @@
  *
  * api.cpp validates arguments (null handles, sizes, buffer capacities, contexts) and then calls
  * these methods with raw data pointers of the context's device, so a backend trusts its
- * arguments except for data-dependent checks (token ids, targets) that only it can read.
+ * arguments except for data-dependent checks (token ids, targets, row indices) that only it can
+ * read.
  * Arguments keep nvlm.h's order: outputs, inputs, sizes, scalars. A null gradient output means
  * "not wanted". Ops return NVLM_OK or a status set through nvlm::fail.
  *
@@ -49,6 +50,10 @@ public:
                                           int64_t d);
     virtual nvlm_status embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t n,
                                            int64_t vocab, int64_t d);
+    virtual nvlm_status index_copy_forward(float* out, const float* x, const float* src, const int32_t* index,
+                                           int64_t n_rows, int64_t n_src, int64_t d);
+    virtual nvlm_status index_copy_backward(float* dx, float* dsrc, const float* dout, const int32_t* index,
+                                            int64_t n_rows, int64_t n_src, int64_t d);
 
     // ---- normalisation ----
     virtual nvlm_status rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t n, int64_t d,
@@ -88,6 +93,12 @@ public:
     virtual nvlm_status scale_backward(float* dx, const float* dout, float alpha, int64_t n);
     virtual nvlm_status sum_forward(float* out, const float* x, int64_t n);
     virtual nvlm_status sum_backward(float* dx, const float* dout, int64_t n);
+
+    // ---- SigLIP patch embedding ----
+    virtual nvlm_status patchify_forward(float* out, const float* pixels, int64_t n, int64_t channels, int64_t height,
+                                         int64_t width, int64_t patch);
+    virtual nvlm_status patchify_backward(float* dpixels, const float* dout, int64_t n, int64_t channels,
+                                          int64_t height, int64_t width, int64_t patch);
 
     // ---- Idefics3 connector ----
     virtual nvlm_status pixel_shuffle_forward(float* out, const float* x, int64_t n, int64_t seq, int64_t d,

@@ -72,6 +72,27 @@ public static class Reference
         return y;
     }
 
+    /// <summary>
+    /// torch's <c>x.index_copy(0, index, src)</c>, how Idefics3's inputs_merger puts image features
+    /// at the image-token rows: out = x.clone(); out[index[i]] = src[i]. x [rows, d], src
+    /// [index.Length, d]; indices must be in range and distinct (nvlm.h makes a repeat an error, where
+    /// torch leaves the winner unspecified).
+    /// </summary>
+    public static double[] IndexCopy(double[] x, double[] src, int[] index, int rows, int d)
+    {
+        double[] y = (double[])x.Clone();
+        var written = new HashSet<int>();
+        for (int i = 0; i < index.Length; i++)
+        {
+            if (index[i] < 0 || index[i] >= rows || !written.Add(index[i]))
+            {
+                throw new ArgumentOutOfRangeException(nameof(index), $"index {index[i]} at {i} is outside [0, {rows}) or repeated");
+            }
+            Array.Copy(src, i * d, y, index[i] * d, d);
+        }
+        return y;
+    }
+
     // ---- normalisation -------------------------------------------------------------------------
 
     /// <summary>
@@ -256,6 +277,84 @@ public static class Reference
     public static double[] Scale(double[] x, double alpha) => x.Select(v => alpha * v).ToArray();
 
     public static double[] Sum(double[] x) => [x.Sum()];
+
+    // ---- SigLIP patch embedding ----------------------------------------------------------------
+
+    /// <summary>
+    /// torch.nn.functional.conv2d without padding, the same stride on both axes:
+    /// out[b, o, oy, ox] = bias[o] + Σ_{c, ky, kx} weight[o, c, ky, kx] · x[b, c, oy·stride + ky, ox·stride + kx].
+    /// x [n, cIn, h, w], weight [cOut, cIn, kernel, kernel], bias [cOut] or null
+    /// → [n, cOut, (h − kernel) / stride + 1, (w − kernel) / stride + 1].
+    /// </summary>
+    public static double[] Conv2d(double[] x, double[] weight, double[]? bias, int n, int cIn, int h, int w, int cOut,
+        int kernel, int stride)
+    {
+        int outH = (h - kernel) / stride + 1, outW = (w - kernel) / stride + 1;
+        var y = new double[n * cOut * outH * outW];
+        for (int b = 0; b < n; b++)
+        {
+            for (int o = 0; o < cOut; o++)
+            {
+                for (int oy = 0; oy < outH; oy++)
+                {
+                    for (int ox = 0; ox < outW; ox++)
+                    {
+                        double s = bias?[o] ?? 0;
+                        for (int c = 0; c < cIn; c++)
+                        {
+                            for (int ky = 0; ky < kernel; ky++)
+                            {
+                                for (int kx = 0; kx < kernel; kx++)
+                                {
+                                    s += weight[((o * cIn + c) * kernel + ky) * kernel + kx]
+                                         * x[((b * cIn + c) * h + oy * stride + ky) * w + ox * stride + kx];
+                                }
+                            }
+                        }
+                        y[((b * cOut + o) * outH + oy) * outW + ox] = s;
+                    }
+                }
+            }
+        }
+        return y;
+    }
+
+    /// <summary>
+    /// SiglipVisionEmbeddings' patch embedding, before the position embeddings:
+    /// <code>
+    /// self.patch_embedding = nn.Conv2d(num_channels, embed_dim, kernel_size=patch_size, stride=patch_size, padding="valid")
+    /// patch_embeds = self.patch_embedding(pixel_values)
+    /// embeddings = patch_embeds.flatten(2).transpose(1, 2)
+    /// </code>
+    /// pixels [n, c, h, w], weight [hidden, c, patch, patch], bias [hidden] or null → [n, patches, hidden].
+    /// </summary>
+    public static double[] SiglipPatchEmbedding(double[] pixels, double[] weight, double[]? bias, int n, int c, int h,
+        int w, int hidden, int patch)
+    {
+        double[] patchEmbeds = Conv2d(pixels, weight, bias, n, c, h, w, hidden, patch, patch);
+        int gridH = h / patch, gridW = w / patch;
+        return new Strided(patchEmbeds, n, hidden, gridH, gridW)
+            .View(n, hidden, gridH * gridW) // flatten(2)
+            .Permute(0, 2, 1)               // transpose(1, 2)
+            .Contiguous();
+    }
+
+    /// <summary>
+    /// The patches alone, as the conv sees them: <see cref="SiglipPatchEmbedding"/> with the identity
+    /// weight bank (output channel k is the one-hot kernel of element k in (channel, ky, kx) order),
+    /// so out[b, patch, k] is the k-th value under the kernel at that patch. pixels [n, c, h, w]
+    /// → [n, patches, c · patch²].
+    /// </summary>
+    public static double[] Patchify(double[] pixels, int n, int c, int h, int w, int patch)
+    {
+        int k = c * patch * patch;
+        var identity = new double[k * k];
+        for (int i = 0; i < k; i++)
+        {
+            identity[i * k + i] = 1;
+        }
+        return SiglipPatchEmbedding(pixels, identity, null, n, c, h, w, k, patch);
+    }
 
     // ---- Idefics3 connector --------------------------------------------------------------------
 

@@ -95,6 +95,16 @@ public:
         return cpu::embedding_backward(dtable, dout, ids, n, vocab, d);
     }
 
+    nvlm_status index_copy_forward(float* out, const float* x, const float* src, const int32_t* index, int64_t n_rows,
+                                   int64_t n_src, int64_t d) override {
+        return cpu::index_copy_forward(out, x, src, index, n_rows, n_src, d);
+    }
+
+    nvlm_status index_copy_backward(float* dx, float* dsrc, const float* dout, const int32_t* index, int64_t n_rows,
+                                    int64_t n_src, int64_t d) override {
+        return cpu::index_copy_backward(dx, dsrc, dout, index, n_rows, n_src, d);
+    }
+
     nvlm_status rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t n, int64_t d,
                                 float eps) override {
         cpu::rmsnorm_forward(out, rstd, x, w, n, d, eps);
@@ -196,6 +206,18 @@ public:
 
     nvlm_status sum_backward(float* dx, const float* dout, int64_t n) override {
         cpu::sum_backward(dx, dout, n);
+        return NVLM_OK;
+    }
+
+    nvlm_status patchify_forward(float* out, const float* pixels, int64_t n, int64_t channels, int64_t height,
+                                 int64_t width, int64_t patch) override {
+        cpu::patchify_forward(out, pixels, n, channels, height, width, patch);
+        return NVLM_OK;
+    }
+
+    nvlm_status patchify_backward(float* dpixels, const float* dout, int64_t n, int64_t channels, int64_t height,
+                                  int64_t width, int64_t patch) override {
+        cpu::patchify_backward(dpixels, dout, n, channels, height, width, patch);
         return NVLM_OK;
     }
 

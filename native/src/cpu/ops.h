@@ -2,8 +2,9 @@
  * The CPU backend's ops: the fp32 reference definition of every op in nvlm.h.
  *
  * Arguments follow llm.c: outputs, inputs, sizes, scalars; shapes are those of nvlm.h. Inputs
- * are already validated by api.cpp; the ops that read ids or targets check them and return a
- * status, the others cannot fail. A null gradient output is skipped; gradients are added to.
+ * are already validated by api.cpp; the ops that read ids, targets or row indices check them and
+ * return a status, the others cannot fail. A null gradient output is skipped; gradients are added
+ * to.
  */
 #pragma once
 
@@ -27,6 +28,10 @@ void linear_backward(float* dx, float* dw, float* dbias, const float* dout, cons
 nvlm_status embedding_forward(float* out, const float* table, const int32_t* ids, int64_t n, int64_t vocab, int64_t d);
 nvlm_status embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t n, int64_t vocab,
                                int64_t d);
+nvlm_status index_copy_forward(float* out, const float* x, const float* src, const int32_t* index, int64_t n_rows,
+                               int64_t n_src, int64_t d);
+nvlm_status index_copy_backward(float* dx, float* dsrc, const float* dout, const int32_t* index, int64_t n_rows,
+                                int64_t n_src, int64_t d);
 
 void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t n, int64_t d, float eps);
 void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
@@ -59,6 +64,11 @@ void scale_forward(float* out, const float* x, float alpha, int64_t n);
 void scale_backward(float* dx, const float* dout, float alpha, int64_t n);
 void sum_forward(float* out, const float* x, int64_t n);
 void sum_backward(float* dx, const float* dout, int64_t n);
+
+void patchify_forward(float* out, const float* pixels, int64_t n, int64_t channels, int64_t height, int64_t width,
+                      int64_t patch);
+void patchify_backward(float* dpixels, const float* dout, int64_t n, int64_t channels, int64_t height, int64_t width,
+                       int64_t patch);
 
 void pixel_shuffle_forward(float* out, const float* x, int64_t n, int64_t seq, int64_t d, int64_t scale);
 void pixel_shuffle_backward(float* dx, const float* dout, int64_t n, int64_t seq, int64_t d, int64_t scale);

@@ -50,6 +50,13 @@ internal static partial class NativeMethods
         BufferHandle ids, long n, long vocab, long d);
 
     [LibraryImport(Library)]
+    internal static partial int nvlm_index_copy_forward(ContextHandle ctx, BufferHandle output, BufferHandle x,
+        BufferHandle src, BufferHandle index, long nRows, long nSrc, long d);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_index_copy_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dsrc,
+        BufferHandle dout, BufferHandle index, long nRows, long nSrc, long d);
+
+    [LibraryImport(Library)]
     internal static partial int nvlm_rmsnorm_forward(ContextHandle ctx, BufferHandle output, BufferHandle rstd,
         BufferHandle x, BufferHandle w, long n, long d, float eps);
     [LibraryImport(Library)]
@@ -111,6 +118,13 @@ internal static partial class NativeMethods
     internal static partial int nvlm_sum_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dout, long n);
 
     [LibraryImport(Library)]
+    internal static partial int nvlm_patchify_forward(ContextHandle ctx, BufferHandle output, BufferHandle pixels,
+        long n, long channels, long height, long width, long patch);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_patchify_backward(ContextHandle ctx, BufferHandle dpixels, BufferHandle dout,
+        long n, long channels, long height, long width, long patch);
+
+    [LibraryImport(Library)]
     internal static partial int nvlm_pixel_shuffle_forward(ContextHandle ctx, BufferHandle output, BufferHandle x,
         long n, long seq, long d, long scale);
     [LibraryImport(Library)]
@@ -148,7 +162,7 @@ public struct MemoryStats
 internal static class Native
 {
     /// <summary>The NVLM_ABI_VERSION this assembly was written against.</summary>
-    internal const int AbiVersion = 1;
+    internal const int AbiVersion = 2;
 
     private static readonly Lazy<int> LoadedAbi = new(NativeMethods.nvlm_abi_version);
 
