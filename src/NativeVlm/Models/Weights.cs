@@ -1,0 +1,96 @@
+using NativeVlm.IO;
+using NativeVlm.Tensors;
+
+namespace NativeVlm.Models;
+
+/// <summary>
+/// Hands model parameters out of a snapshot under Hugging Face's names, one prefix level at a time
+/// (as candle's VarBuilder: <c>w.Sub("self_attn").Sub("q_proj").Get("weight", n, k)</c>).
+/// Problems are collected rather than thrown one by one: a missing tensor or a shape that disagrees
+/// with the config is noted (and a zero stand-in returned so loading can go on), and
+/// <see cref="ThrowIfInvalid"/> then reports all of them at once, together with every tensor of the
+/// snapshot that no module took.
+/// </summary>
+public sealed class Weights
+{
+    private readonly Shared _shared;
+    private readonly string _prefix;
+
+    private sealed class Shared(SafeTensorsReader reader, Context context)
+    {
+        public SafeTensorsReader Reader { get; } = reader;
+        public Context Context { get; } = context;
+        public HashSet<string> Taken { get; } = [];
+        public List<string> Missing { get; } = [];
+        public List<string> WrongShape { get; } = [];
+    }
+
+    public Weights(SafeTensorsReader reader, Context context) : this(new Shared(reader, context), "") { }
+
+    private Weights(Shared shared, string prefix)
+    {
+        _shared = shared;
+        _prefix = prefix;
+    }
+
+    public Context Context => _shared.Context;
+
+    /// <summary>The weights under <c>prefix.part.</c>.</summary>
+    public Weights Sub(string part) => new(_shared, $"{_prefix}{part}.");
+
+    public bool Contains(string name) => _shared.Reader.Contains(_prefix + name);
+
+    /// <summary>
+    /// The tensor <c>prefix.name</c> as f32 in the model's context, owned by the caller, whose shape
+    /// must be <paramref name="shape"/> (what the config implies).
+    /// </summary>
+    public Tensor Get(string name, params long[] shape)
+    {
+        string full = _prefix + name;
+        if (!_shared.Reader.Contains(full))
+        {
+            _shared.Missing.Add(full);
+            return Tensor.Zeros(Context, DType.F32, shape);
+        }
+        _shared.Taken.Add(full);
+        long[] actual = _shared.Reader.GetInfo(full).Shape.ToArray();
+        if (!actual.SequenceEqual(shape))
+        {
+            _shared.WrongShape.Add($"{full} is [{string.Join(", ", actual)}], the config implies [{string.Join(", ", shape)}]");
+            return Tensor.Zeros(Context, DType.F32, shape);
+        }
+        return _shared.Reader.ToTensor(Context, full);
+    }
+
+    /// <summary>Marks <c>prefix.name</c>, if present, as consumed without loading it (e.g. a tied copy).</summary>
+    public void Ignore(string name)
+    {
+        if (Contains(name))
+        {
+            _shared.Taken.Add(_prefix + name);
+        }
+    }
+
+    /// <summary>Throws one error listing every missing, misshapen and unused tensor, if there is any.</summary>
+    public void ThrowIfInvalid()
+    {
+        List<string> unused = _shared.Reader.Names.Where(n => !_shared.Taken.Contains(n)).Order(StringComparer.Ordinal).ToList();
+        var problems = new List<string>();
+        if (_shared.Missing.Count > 0)
+        {
+            problems.Add($"missing tensors ({_shared.Missing.Count}): {string.Join(", ", _shared.Missing)}");
+        }
+        if (_shared.WrongShape.Count > 0)
+        {
+            problems.Add($"shapes that disagree with config.json ({_shared.WrongShape.Count}): {string.Join("; ", _shared.WrongShape)}");
+        }
+        if (unused.Count > 0)
+        {
+            problems.Add($"unexpected tensors ({unused.Count}): {string.Join(", ", unused)}");
+        }
+        if (problems.Count > 0)
+        {
+            throw new SafeTensorsException(_shared.Reader.SourcePath, null, string.Join(". ", problems));
+        }
+    }
+}
