@@ -1,6 +1,8 @@
 using CommandLine;
 using NativeVlm.Cli;
 using NativeVlm.Interop;
+using NativeVlm.IO;
+using NativeVlm.Models;
 
 // Verbs of the console host. Errors exit 2 with a one-line reason; --help exits 0.
 var parser = new Parser(settings =>
@@ -9,9 +11,10 @@ var parser = new Parser(settings =>
     settings.CaseInsensitiveEnumValues = true;
 });
 
-// The Type[] overload parses verbs even while there is only one.
-return parser.ParseArguments(args, typeof(DemoOptions)).MapResult(
+return parser.ParseArguments(args, typeof(DemoOptions), typeof(CompareOptions), typeof(BenchOptions)).MapResult(
     (DemoOptions options) => Run(() => DemoCommand.Run(options)),
+    (CompareOptions options) => Run(() => CompareCommand.Run(options)),
+    (BenchOptions options) => Run(() => BenchCommand.Run(options)),
     errors => errors.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.VersionRequestedError or ErrorType.HelpVerbRequestedError) ? 0 : 2);
 
 static int Run(Func<int> command)
@@ -20,7 +23,8 @@ static int Run(Func<int> command)
     {
         return command();
     }
-    catch (Exception e) when (e is NvlmException or ArgumentException or DllNotFoundException or IOException)
+    catch (Exception e) when (e is NvlmException or ArgumentException or DllNotFoundException or IOException
+                                  or SafeTensorsException or ConfigException or UnauthorizedAccessException)
     {
         Console.Error.WriteLine($"nativevlm: {e.Message}");
         return 2;

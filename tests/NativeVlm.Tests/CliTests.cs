@@ -57,6 +57,42 @@ public class CliTests
     }
 
     [Fact]
+    [Trait("Category", Fixtures.Category)]
+    public void Compare_checks_a_model_against_transformers_and_exits_zero()
+    {
+        (int exitCode, string output) = RunHost("compare", "--model", Fixtures.Path("tiny-idefics3"),
+            "--inputs", Fixtures.Path("tiny-idefics3", "inputs.safetensors"),
+            "--expected", Fixtures.Path("tiny-idefics3", "outputs.safetensors"));
+
+        Assert.True(exitCode == 0, output);
+        Assert.Contains("partial.logits", output);
+        Assert.Matches(@"compare: [1-9]\d* passed, 0 failed", output);
+    }
+
+    [Fact]
+    [Trait("Category", Fixtures.Category)]
+    public void Compare_fails_with_exit_one_when_the_tolerance_is_impossible()
+    {
+        // A relative tolerance of 1e-12 is below fp32 rounding: some tensor must fail.
+        (int exitCode, string output) = RunHost("compare", "--model", Fixtures.Path("tiny-idefics3"),
+            "--inputs", Fixtures.Path("tiny-idefics3", "inputs.safetensors"),
+            "--expected", Fixtures.Path("tiny-idefics3", "outputs.safetensors"), "--rtol", "1e-12");
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains("FAIL", output);
+    }
+
+    [Fact]
+    public void Compare_of_a_missing_model_folder_exits_two_naming_it()
+    {
+        (int exitCode, string output) = RunHost("compare", "--model", "/nonexistent/snapshot",
+            "--inputs", "/nonexistent/in.safetensors", "--expected", "/nonexistent/out.safetensors");
+
+        Assert.Equal(2, exitCode);
+        Assert.Contains("/nonexistent/snapshot", output);
+    }
+
+    [Fact]
     public void Bad_device_exits_two_with_a_one_line_reason()
     {
         (int exitCode, string output) = RunHost("demo", "--device", "tpu");

@@ -9,23 +9,29 @@ namespace NativeVlm.Models;
 /// Problems are collected rather than thrown one by one: a missing tensor or a shape that disagrees
 /// with the config is noted (and a zero stand-in returned so loading can go on), and
 /// <see cref="ThrowIfInvalid"/> then reports all of them at once, together with every tensor of the
-/// snapshot that no module took.
+/// snapshot that no module took. <see cref="Random"/> hands out seeded random values instead, for
+/// benchmarks of real architectures whose weights are not at hand.
 /// </summary>
 public sealed class Weights
 {
     private readonly Shared _shared;
     private readonly string _prefix;
 
-    private sealed class Shared(SafeTensorsReader reader, Context context)
+    private sealed class Shared(SafeTensorsReader? reader, Random? random, Context context)
     {
-        public SafeTensorsReader Reader { get; } = reader;
+        /// <summary>Null when the weights are random.</summary>
+        public SafeTensorsReader? Reader { get; } = reader;
+        public Random? Random { get; } = random;
         public Context Context { get; } = context;
         public HashSet<string> Taken { get; } = [];
         public List<string> Missing { get; } = [];
         public List<string> WrongShape { get; } = [];
     }
 
-    public Weights(SafeTensorsReader reader, Context context) : this(new Shared(reader, context), "") { }
+    public Weights(SafeTensorsReader reader, Context context) : this(new Shared(reader, null, context), "") { }
+
+    /// <summary>Every requested tensor is N(0, 0.02²) from <paramref name="seed"/> (GPT-2's init scale).</summary>
+    public static Weights Random(Context context, int seed) => new(new Shared(null, new Random(seed), context), "");
 
     private Weights(Shared shared, string prefix)
     {
@@ -38,7 +44,7 @@ public sealed class Weights
     /// <summary>The weights under <c>prefix.part.</c>.</summary>
     public Weights Sub(string part) => new(_shared, $"{_prefix}{part}.");
 
-    public bool Contains(string name) => _shared.Reader.Contains(_prefix + name);
+    public bool Contains(string name) => _shared.Reader?.Contains(_prefix + name) ?? true;
 
     /// <summary>
     /// The tensor <c>prefix.name</c> as f32 in the model's context, owned by the caller, whose shape
@@ -47,6 +53,10 @@ public sealed class Weights
     public Tensor Get(string name, params long[] shape)
     {
         string full = _prefix + name;
+        if (_shared.Reader == null)
+        {
+            return RandomTensor(shape);
+        }
         if (!_shared.Reader.Contains(full))
         {
             _shared.Missing.Add(full);
@@ -62,10 +72,23 @@ public sealed class Weights
         return _shared.Reader.ToTensor(Context, full);
     }
 
+    private Tensor RandomTensor(long[] shape)
+    {
+        var values = new float[shape.Aggregate(1L, (a, d) => a * d)];
+        Random random = _shared.Random!;
+        for (int i = 0; i < values.Length; i++)
+        {
+            // Box–Muller: one normal sample from two uniforms.
+            double u1 = 1.0 - random.NextDouble(), u2 = random.NextDouble();
+            values[i] = (float)(0.02 * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
+        }
+        return Tensor.FromArray(Context, values, shape);
+    }
+
     /// <summary>Marks <c>prefix.name</c>, if present, as consumed without loading it (e.g. a tied copy).</summary>
     public void Ignore(string name)
     {
-        if (Contains(name))
+        if (_shared.Reader?.Contains(_prefix + name) == true)
         {
             _shared.Taken.Add(_prefix + name);
         }
@@ -74,6 +97,10 @@ public sealed class Weights
     /// <summary>Throws one error listing every missing, misshapen and unused tensor, if there is any.</summary>
     public void ThrowIfInvalid()
     {
+        if (_shared.Reader == null)
+        {
+            return;
+        }
         List<string> unused = _shared.Reader.Names.Where(n => !_shared.Taken.Contains(n)).Order(StringComparer.Ordinal).ToList();
         var problems = new List<string>();
         if (_shared.Missing.Count > 0)

@@ -1,0 +1,67 @@
+using System.Diagnostics;
+using CommandLine;
+using NativeVlm.Checks;
+using NativeVlm.Models;
+using NativeVlm.Tensors;
+
+namespace NativeVlm.Cli;
+
+[Verb("compare", HelpText = "Run a model on reference inputs and compare its outputs with reference outputs (e.g. from transformers).")]
+public sealed class CompareOptions
+{
+    [Option("model", Required = true, HelpText = "Hugging Face snapshot folder (config.json + safetensors).")]
+    public string Model { get; set; } = "";
+
+    [Option("inputs", Required = true, HelpText = "safetensors with input_ids, attention_mask, pixel_values, pixel_attention_mask[, labels, target_mask]; several cases under name prefixes (partial.input_ids, …).")]
+    public string Inputs { get; set; } = "";
+
+    [Option("expected", Required = true, HelpText = "safetensors with reference outputs: vision.*, connector.image_hidden_states, text.hidden_states.N, logits, next_token_logprobs, loss.")]
+    public string Expected { get; set; } = "";
+
+    [Option("rtol", Default = 1e-4, HelpText = "Largest ‖out − ref‖ / ‖ref‖ that passes.")]
+    public double Rtol { get; set; }
+
+    [Option("atol", Default = 1e-4, HelpText = "Largest max-abs error that passes (tensors).")]
+    public double Atol { get; set; }
+
+    [Option("loss-atol", Default = 1e-5, HelpText = "Largest abs error that passes for losses.")]
+    public double LossAtol { get; set; }
+
+    [Option("device", Default = "cpu", HelpText = "cpu, cuda or cuda:N.")]
+    public string Device { get; set; } = "cpu";
+}
+
+/// <summary>nativevlm compare: exit 0 only when every comparable expected tensor passes.</summary>
+public static class CompareCommand
+{
+    public static int Run(CompareOptions options)
+    {
+        if (options.Rtol <= 0 || options.Atol <= 0 || options.LossAtol <= 0)
+        {
+            throw new ArgumentException("--rtol, --atol and --loss-atol must be positive");
+        }
+        var clock = Stopwatch.StartNew();
+        using Context ctx = Context.Create(options.Device);
+        using Idefics3Model model = Idefics3Model.Load(options.Model, ctx);
+        Console.WriteLine($"loaded {options.Model} ({model.Parameters.Sum(p => p.ElementCount):N0} parameters, " +
+            $"text {model.Config.Text.ModelType}) in {clock.Elapsed.TotalSeconds:F1} s");
+
+        ReferenceComparison.Result result = ReferenceComparison.Run(model, options.Inputs, options.Expected,
+            new ComparisonTolerances(options.Atol, options.Rtol, options.LossAtol));
+
+        int width = Math.Max(6, result.Compared.Max(c => c.Name.Length));
+        Console.WriteLine($"{"tensor".PadRight(width)}  {"compared",9}  {"max abs err",11}  {"rel err",9}  result");
+        foreach (TensorComparison c in result.Compared)
+        {
+            string verdict = c.Passed ? "pass" : $"FAIL{(c.Problem != null ? $": {c.Problem}" : $" (atol {c.AbsoluteTolerance:G2}, rtol {c.RelativeTolerance:G2})")}";
+            Console.WriteLine($"{c.Name.PadRight(width)}  {c.ComparedElements,9}  {c.MaxAbsError,11:E2}  {c.RelativeError,9:E2}  {verdict}");
+        }
+        if (result.NotProduced.Count > 0)
+        {
+            Console.WriteLine($"not produced by this model, not compared ({result.NotProduced.Count}): {string.Join(", ", result.NotProduced)}");
+        }
+        int failed = result.Compared.Count(c => !c.Passed);
+        Console.WriteLine($"compare: {result.Compared.Count - failed} passed, {failed} failed ({clock.Elapsed.TotalSeconds:F1} s)");
+        return result.Passed ? 0 : 1;
+    }
+}

@@ -1,0 +1,173 @@
+using NativeVlm.Autograd;
+using NativeVlm.IO;
+using NativeVlm.Tensors;
+
+namespace NativeVlm.Models;
+
+/// <summary>
+/// Idefics3ForConditionalGeneration (SmolVLM, SmolVLM2, and stitched models with a Qwen3 decoder):
+/// the SigLIP vision tower encodes the real image frames, the connector pixel-shuffles and projects
+/// them to the text width, the features replace the embeddings of the image tokens, the decoder
+/// runs, and the LM head (lm_head.weight, or the token embeddings when tied) scores the vocabulary.
+/// </summary>
+public sealed class Idefics3Model : IDisposable
+{
+    public Idefics3Config Config { get; }
+
+    public SiglipVisionModel Vision { get; }
+
+    public Idefics3Connector Connector { get; }
+
+    public TextDecoder Text { get; }
+
+    /// <summary>[vocab, text hidden]: lm_head.weight, or Text.EmbedTokens when tie_word_embeddings.</summary>
+    public Tensor LmHead { get; }
+
+    private readonly bool _lmHeadIsTied;
+
+    private Idefics3Model(Idefics3Config config, SiglipVisionModel vision, Idefics3Connector connector, TextDecoder text,
+        Tensor lmHead, bool lmHeadIsTied)
+    {
+        Config = config;
+        Vision = vision;
+        Connector = connector;
+        Text = text;
+        LmHead = lmHead;
+        _lmHeadIsTied = lmHeadIsTied;
+    }
+
+    /// <summary>Loads config.json and the (sharded) safetensors of a snapshot folder into <paramref name="context"/>.</summary>
+    public static Idefics3Model Load(string snapshotDir, Context context)
+    {
+        Idefics3Config config = Idefics3Config.Load(Path.Combine(snapshotDir, Idefics3Config.FileName));
+        using SafeTensorsReader reader = SafeTensorsReader.Open(snapshotDir);
+        return Load(new Weights(reader, context), config);
+    }
+
+    /// <summary>Builds the model from <paramref name="weights"/>; every tensor problem is reported at once.</summary>
+    public static Idefics3Model Load(Weights weights, Idefics3Config config)
+    {
+        Weights model = weights.Sub("model");
+        SiglipVisionModel vision = SiglipVisionModel.Load(model.Sub("vision_model"), config.Vision);
+        Idefics3Connector connector = Idefics3Connector.Load(model.Sub("connector"), config);
+        TextDecoder text = TextDecoder.Load(model.Sub("text_model"), config.Text);
+        bool tied = config.TieWordEmbeddings;
+        Tensor lmHead;
+        if (tied)
+        {
+            // save_pretrained drops the tied copy; a file that still has it holds the same values.
+            weights.Ignore("lm_head.weight");
+            lmHead = text.EmbedTokens;
+        }
+        else
+        {
+            lmHead = weights.Get("lm_head.weight", config.Text.VocabSize, config.Text.HiddenSize);
+        }
+        var result = new Idefics3Model(config, vision, connector, text, lmHead, tied);
+        try
+        {
+            weights.ThrowIfInvalid();
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+        return result;
+    }
+
+    /// <summary>Every parameter once (a tied LM head is the token embedding).</summary>
+    public IEnumerable<Tensor> Parameters =>
+        Vision.Parameters.Concat(Connector.Parameters).Concat(Text.Parameters).Concat(_lmHeadIsTied ? [] : [LmHead]);
+
+    /// <summary>
+    /// The decoder's final-normed hidden states [batch, seq, text hidden] for <paramref name="inputs"/>;
+    /// tensors belong to the current scope.
+    /// </summary>
+    public Tensor Forward(Idefics3Inputs inputs, Trace? trace = null)
+    {
+        Context ctx = LmHead.Context;
+        TensorScope scope = TensorScope.Current
+            ?? throw new InvalidOperationException("Idefics3Model.Forward runs inside a TensorScope (or a Tape) that owns its tensors");
+        int batch = inputs.Batch, seq = inputs.SeqLen, hidden = Config.Text.HiddenSize;
+
+        Tensor ids = scope.Own(Tensor.FromArray(ctx, inputs.InputIds, batch, seq));
+        Tensor embeds = Text.Embed(ids);                                             // (batch, seq, hidden)
+
+        int[] imagePositions = inputs.InputIds.Select((id, i) => (id, i)).Where(p => p.id == Config.ImageTokenId)
+            .Select(p => p.i).ToArray();
+        if (inputs.PixelValues != null)
+        {
+            Tensor features = ImageFeatures(inputs, trace);                           // (frames·image_seq_len, hidden)
+            if (features.Dim(0) != imagePositions.Length)
+            {
+                throw new ArgumentException(
+                    $"input_ids hold {imagePositions.Length} image tokens (id {Config.ImageTokenId}) but the images give " +
+                    $"{features.Dim(0)} image features ({features.Dim(0) / Config.ImageSeqLen} frames × {Config.ImageSeqLen})");
+            }
+            Tensor positions = scope.Own(Tensor.FromArray(ctx, imagePositions, imagePositions.Length));
+            embeds = Ops.IndexCopy(embeds.Reshape(batch * seq, hidden), features, positions).Reshape(batch, seq, hidden);
+        }
+        else if (imagePositions.Length > 0)
+        {
+            throw new ArgumentException($"input_ids hold {imagePositions.Length} image tokens but no pixel_values were given");
+        }
+
+        Tensor attention = scope.Own(Tensor.FromArray(ctx, inputs.AttentionMask, batch, seq));
+        return Text.Forward(embeds, attention, trace);
+    }
+
+    /// <summary>Connector outputs of the real frames, flattened: [frames·image_seq_len, text hidden].</summary>
+    public Tensor ImageFeatures(Idefics3Inputs inputs, Trace? trace = null)
+    {
+        Context ctx = LmHead.Context;
+        TensorScope scope = TensorScope.Current!;
+        (float[] frames, int frameCount, byte[] patchMask) = SiglipVisionModel.RealFramesAndPatchMask(
+            inputs.PixelValues!, inputs.PixelShape!, inputs.PixelAttentionMask!, Config.Vision.PatchSize);
+        int[] shape = inputs.PixelShape!;
+        Tensor pixels = scope.Own(Tensor.FromArray(ctx, frames, frameCount, shape[2], shape[3], shape[4]));
+        Tensor visionHidden = Vision.Forward(pixels, patchMask, trace);               // (frames, patches, vision hidden)
+        Tensor features = Connector.Forward(visionHidden, trace);                     // (frames, image_seq_len, text hidden)
+        return features.Reshape(-1, Config.Text.HiddenSize);
+    }
+
+    /// <summary>logits = hidden · lm_headᵀ: [batch, seq, vocab]. Only for short inputs: it holds the whole vocabulary.</summary>
+    public Tensor Logits(Tensor hidden) => Ops.Linear(hidden, LmHead);
+
+    /// <summary>
+    /// log_softmax(logits[b, t])[input_ids[b, t + 1]] for t &lt; seq − 1, as [batch, seq] with 0 in the
+    /// last column, computed in vocabulary chunks (no [tokens, vocab] matrix).
+    /// </summary>
+    public Tensor NextTokenLogProbs(Tensor hidden, Idefics3Inputs inputs) =>
+        Ops.LmLogProb(hidden, LmHead, ShiftedTargets(inputs.InputIds, inputs));
+
+    /// <summary>transformers' causal-LM loss: mean cross-entropy of labels[t + 1] given tokens ≤ t.</summary>
+    public Tensor Loss(Tensor hidden, Idefics3Inputs inputs) =>
+        Ops.CrossEntropy(hidden, LmHead, ShiftedTargets(inputs.Labels ?? throw new ArgumentException("the inputs have no labels"), inputs));
+
+    /// <summary>targets[b, t] = source[b, t + 1]; the last position of every row is ignored (−100).</summary>
+    private Tensor ShiftedTargets(int[] source, Idefics3Inputs inputs)
+    {
+        int batch = inputs.Batch, seq = inputs.SeqLen;
+        var targets = new int[batch * seq];
+        for (int b = 0; b < batch; b++)
+        {
+            for (int t = 0; t < seq; t++)
+            {
+                targets[b * seq + t] = t + 1 < seq ? source[b * seq + t + 1] : Ops.IgnoreIndex;
+            }
+        }
+        return TensorScope.Current!.Own(Tensor.FromArray(LmHead.Context, targets, batch, seq));
+    }
+
+    public void Dispose()
+    {
+        Vision.Dispose();
+        Connector.Dispose();
+        Text.Dispose();
+        if (!_lmHeadIsTied)
+        {
+            LmHead.Dispose();
+        }
+    }
+}

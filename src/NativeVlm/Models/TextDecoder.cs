@@ -1,0 +1,338 @@
+using NativeVlm.Autograd;
+using NativeVlm.Tensors;
+
+namespace NativeVlm.Models;
+
+/// <summary>What every layer's attention reads besides the hidden states; made once per forward.</summary>
+/// <param name="Positions">int32 (batch, seq): the RoPE position of each token.</param>
+/// <param name="InvFreq">(head_dim / 2): the RoPE frequencies.</param>
+/// <param name="KeyMask">uint8 (batch, seq), 1 = real token; null = all real.</param>
+/// <param name="Blind">The queries that see no key, or null when there is none.</param>
+internal sealed record TextAttentionInputs(Tensor Positions, Tensor InvFreq, Tensor? KeyMask, BlindQueries? Blind);
+
+/// <summary>
+/// Query tokens whose causal window holds no real key (the left padding of a row). transformers
+/// adds finfo(float32).min to each masked logit, which swallows the score, so such a row's logits are
+/// all equal and its softmax is uniform over every key of the sequence, future ones included: the
+/// output is the mean of v. The attention op gives such rows 0 instead; they are replaced.
+/// </summary>
+/// <param name="Rows">int32 (n): flat index b·seq + t of each such token.</param>
+/// <param name="Batches">int32 (n): its row b.</param>
+/// <param name="ZeroQuery">(batch, 1, heads, head_dim) zeros: attending with it weighs every key equally.</param>
+internal sealed record BlindQueries(Tensor Rows, Tensor Batches, Tensor ZeroQuery);
+
+/// <summary>
+/// Self-attention of one decoder layer, as LlamaAttention (transformers v4.46.3) and Qwen3Attention
+/// (v4.51.3) compute it eagerly: q/k/v projections, Qwen3's per-head RMSNorm of q and k, RoPE,
+/// causal grouped-query attention scaled by head_dim^-0.5, output projection. No biases.
+/// </summary>
+internal sealed class TextAttention : IDisposable
+{
+    private readonly Tensor _qProj; // (heads·head_dim, hidden)
+    private readonly Tensor _kProj; // (kv_heads·head_dim, hidden)
+    private readonly Tensor _vProj; // (kv_heads·head_dim, hidden)
+    private readonly Tensor _oProj; // (hidden, heads·head_dim)
+    private readonly Tensor? _qNorm; // (head_dim), Qwen3 only
+    private readonly Tensor? _kNorm; // (head_dim), Qwen3 only
+    private readonly int _heads, _kvHeads, _headDim;
+    private readonly float _eps, _scale;
+
+    private TextAttention(Tensor qProj, Tensor kProj, Tensor vProj, Tensor oProj, Tensor? qNorm, Tensor? kNorm, TextConfig config)
+    {
+        (_qProj, _kProj, _vProj, _oProj, _qNorm, _kNorm) = (qProj, kProj, vProj, oProj, qNorm, kNorm);
+        _heads = config.NumAttentionHeads;
+        _kvHeads = config.NumKeyValueHeads;
+        _headDim = config.HeadDim;
+        _eps = (float)config.RmsNormEps;
+        _scale = (float)(1.0 / Math.Sqrt(config.HeadDim));
+    }
+
+    /// <param name="w">Scoped to <c>layers.N.self_attn</c>.</param>
+    public static TextAttention Load(Weights w, TextConfig config)
+    {
+        long hidden = config.HiddenSize, headDim = config.HeadDim;
+        long queryWidth = config.NumAttentionHeads * headDim, keyValueWidth = config.NumKeyValueHeads * headDim;
+        return new TextAttention(
+            w.Sub("q_proj").Get("weight", queryWidth, hidden),
+            w.Sub("k_proj").Get("weight", keyValueWidth, hidden),
+            w.Sub("v_proj").Get("weight", keyValueWidth, hidden),
+            w.Sub("o_proj").Get("weight", hidden, queryWidth),
+            config.HasQkNorm ? w.Sub("q_norm").Get("weight", headDim) : null,
+            config.HasQkNorm ? w.Sub("k_norm").Get("weight", headDim) : null,
+            config);
+    }
+
+    public IEnumerable<Tensor> Parameters =>
+        new[] { _qProj, _kProj, _vProj, _oProj, _qNorm, _kNorm }.OfType<Tensor>();
+
+    /// <summary>x (batch, seq, hidden), already normed → (batch, seq, hidden).</summary>
+    public Tensor Forward(Tensor x, TextAttentionInputs inputs)
+    {
+        long batch = x.Dim(0), seq = x.Dim(1);
+        Tensor q = Ops.Linear(x, _qProj).Reshape(batch, seq, _heads, _headDim);
+        Tensor k = Ops.Linear(x, _kProj).Reshape(batch, seq, _kvHeads, _headDim);
+        Tensor v = Ops.Linear(x, _vProj).Reshape(batch, seq, _kvHeads, _headDim);
+        if (_qNorm != null && _kNorm != null)
+        {
+            // Qwen3 normalises each head over head_dim before the rotation.
+            q = Ops.RmsNorm(q, _qNorm, _eps);
+            k = Ops.RmsNorm(k, _kNorm, _eps);
+        }
+        q = Ops.Rope(q, inputs.Positions, inputs.InvFreq);
+        k = Ops.Rope(k, inputs.Positions, inputs.InvFreq);
+        Tensor attended = Ops.Attention(q, k, v, inputs.KeyMask, causal: true, _scale).Reshape(batch, seq, _heads * _headDim);
+        if (inputs.Blind is { } blind)
+        {
+            Tensor mean = Ops.Attention(blind.ZeroQuery, k, v, keyMask: null, causal: false, _scale); // (batch, 1, heads, head_dim)
+            Tensor rows = Ops.Embedding(mean.Reshape(batch, _heads * _headDim), blind.Batches);       // (n, heads·head_dim)
+            attended = Ops.IndexCopy(attended.Reshape(batch * seq, _heads * _headDim), rows, blind.Rows)
+                .Reshape(batch, seq, _heads * _headDim);
+        }
+        return Ops.Linear(attended, _oProj);
+    }
+
+    public void Dispose()
+    {
+        foreach (Tensor p in Parameters)
+        {
+            p.Dispose();
+        }
+    }
+}
+
+/// <summary>LlamaMLP / Qwen3MLP: down_proj(silu(gate_proj(x)) · up_proj(x)), no biases.</summary>
+internal sealed class TextMlp : IDisposable
+{
+    private readonly Tensor _gateProj; // (intermediate, hidden)
+    private readonly Tensor _upProj; // (intermediate, hidden)
+    private readonly Tensor _downProj; // (hidden, intermediate)
+
+    private TextMlp(Tensor gateProj, Tensor upProj, Tensor downProj) =>
+        (_gateProj, _upProj, _downProj) = (gateProj, upProj, downProj);
+
+    /// <param name="w">Scoped to <c>layers.N.mlp</c>.</param>
+    public static TextMlp Load(Weights w, TextConfig config)
+    {
+        long hidden = config.HiddenSize, intermediate = config.IntermediateSize;
+        return new TextMlp(
+            w.Sub("gate_proj").Get("weight", intermediate, hidden),
+            w.Sub("up_proj").Get("weight", intermediate, hidden),
+            w.Sub("down_proj").Get("weight", hidden, intermediate));
+    }
+
+    public IEnumerable<Tensor> Parameters => [_gateProj, _upProj, _downProj];
+
+    /// <summary>x (..., hidden) → (..., hidden).</summary>
+    public Tensor Forward(Tensor x) =>
+        Ops.Linear(Ops.SwiGlu(Ops.Linear(x, _gateProj), Ops.Linear(x, _upProj)), _downProj);
+
+    public void Dispose()
+    {
+        foreach (Tensor p in Parameters)
+        {
+            p.Dispose();
+        }
+    }
+}
+
+/// <summary>One pre-norm decoder layer: x + attn(norm(x)), then h + mlp(norm(h)).</summary>
+internal sealed class TextDecoderLayer : IDisposable
+{
+    private readonly Tensor _inputLayernorm; // (hidden)
+    private readonly TextAttention _selfAttn;
+    private readonly Tensor _postAttentionLayernorm; // (hidden)
+    private readonly TextMlp _mlp;
+    private readonly float _eps;
+
+    private TextDecoderLayer(Tensor inputLayernorm, TextAttention selfAttn, Tensor postAttentionLayernorm, TextMlp mlp, float eps)
+    {
+        (_inputLayernorm, _selfAttn, _postAttentionLayernorm, _mlp) = (inputLayernorm, selfAttn, postAttentionLayernorm, mlp);
+        _eps = eps;
+    }
+
+    /// <param name="w">Scoped to <c>layers.N</c>.</param>
+    public static TextDecoderLayer Load(Weights w, TextConfig config) => new(
+        w.Sub("input_layernorm").Get("weight", config.HiddenSize),
+        TextAttention.Load(w.Sub("self_attn"), config),
+        w.Sub("post_attention_layernorm").Get("weight", config.HiddenSize),
+        TextMlp.Load(w.Sub("mlp"), config),
+        (float)config.RmsNormEps);
+
+    public IEnumerable<Tensor> Parameters =>
+        _selfAttn.Parameters.Concat(_mlp.Parameters).Concat([_inputLayernorm, _postAttentionLayernorm]);
+
+    /// <summary>x (batch, seq, hidden) → (batch, seq, hidden).</summary>
+    public Tensor Forward(Tensor x, TextAttentionInputs inputs)
+    {
+        Tensor h = Ops.Residual(x, _selfAttn.Forward(Ops.RmsNorm(x, _inputLayernorm, _eps), inputs));
+        return Ops.Residual(h, _mlp.Forward(Ops.RmsNorm(h, _postAttentionLayernorm, _eps)));
+    }
+
+    public void Dispose()
+    {
+        _selfAttn.Dispose();
+        _mlp.Dispose();
+        _inputLayernorm.Dispose();
+        _postAttentionLayernorm.Dispose();
+    }
+}
+
+/// <summary>
+/// The text model of Idefics3 (<c>model.text_model</c>): LlamaModel (transformers v4.46.3) or
+/// Qwen3Model (v4.51.3) without a KV cache — token embeddings, decoder layers, final RMSNorm. The LM
+/// head is not part of it (lm_head.weight, or <see cref="EmbedTokens"/> when tied).
+/// </summary>
+public sealed class TextDecoder : IDisposable
+{
+    private readonly Tensor _embedTokens; // (vocab, hidden)
+    private readonly TextDecoderLayer[] _layers;
+    private readonly Tensor _norm; // (hidden)
+    private readonly Tensor _invFreq; // (head_dim / 2), RoPE frequencies; a buffer, not a parameter
+
+    private TextDecoder(TextConfig config, Tensor embedTokens, TextDecoderLayer[] layers, Tensor norm, Tensor invFreq)
+    {
+        Config = config;
+        (_embedTokens, _layers, _norm, _invFreq) = (embedTokens, layers, norm, invFreq);
+    }
+
+    public TextConfig Config { get; }
+
+    /// <summary>(vocab, hidden): embed_tokens.weight, which a tied LM head shares.</summary>
+    public Tensor EmbedTokens => _embedTokens;
+
+    /// <summary>
+    /// Runs each layer under <see cref="Checkpoint.Run"/> while a tape records: its activations are
+    /// recomputed during backward instead of being kept.
+    /// </summary>
+    public bool GradientCheckpointing { get; set; }
+
+    /// <param name="w">Scoped to <c>model.text_model</c>.</param>
+    public static TextDecoder Load(Weights w, TextConfig config)
+    {
+        Tensor embedTokens = w.Sub("embed_tokens").Get("weight", config.VocabSize, config.HiddenSize);
+        Weights layers = w.Sub("layers");
+        TextDecoderLayer[] decoderLayers = Enumerable.Range(0, config.NumHiddenLayers)
+            .Select(i => TextDecoderLayer.Load(layers.Sub(i.ToString()), config)).ToArray();
+        Tensor norm = w.Sub("norm").Get("weight", config.HiddenSize);
+        Tensor invFreq = Tensor.FromArray(w.Context, Ops.RopeInverseFrequencies(config.HeadDim, config.RopeTheta), config.HeadDim / 2);
+        return new TextDecoder(config, embedTokens, decoderLayers, norm, invFreq);
+    }
+
+    /// <summary>Every parameter once, embed_tokens first.</summary>
+    public IEnumerable<Tensor> Parameters =>
+        new[] { _embedTokens }.Concat(_layers.SelectMany(l => l.Parameters)).Append(_norm);
+
+    /// <summary>Token embeddings: ids int32 (batch, seq) → (batch, seq, hidden).</summary>
+    public Tensor Embed(Tensor ids) => Ops.Embedding(_embedTokens, ids);
+
+    /// <summary>
+    /// The decoder on <paramref name="inputsEmbeds"/> (batch, seq, hidden) → final-normed hidden
+    /// states (batch, seq, hidden), in the current scope. Positions are 0..seq−1 in every row, also
+    /// in left-padded ones, as Idefics3 runs its text model (no position_ids). Padding masks keys;
+    /// a token before its row's first real one sees no key and, as in transformers, attends evenly
+    /// to the whole row (<see cref="BlindQueries"/>).
+    /// Traces text.hidden_states.0 (the input), .N (output of layer N−1, N &lt; L) and .L (after the
+    /// final norm), transformers' output_hidden_states.
+    /// </summary>
+    /// <param name="attentionMask">uint8 (batch, seq), 1 = real token; null = every token real.</param>
+    public Tensor Forward(Tensor inputsEmbeds, Tensor? attentionMask, Trace? trace = null)
+    {
+        if (inputsEmbeds.Rank != 3 || inputsEmbeds.Dim(2) != Config.HiddenSize)
+        {
+            throw new ArgumentException($"text decoder: inputs_embeds must be [batch, seq, {Config.HiddenSize}], got {inputsEmbeds}");
+        }
+        long batch = inputsEmbeds.Dim(0), seq = inputsEmbeds.Dim(1);
+        if (attentionMask != null && (attentionMask.DType != DType.U8 || !attentionMask.Shape.SequenceEqual([batch, seq])))
+        {
+            throw new ArgumentException($"text decoder: attention_mask must be U8 [{batch}, {seq}], got {attentionMask}");
+        }
+
+        // The current scope keeps what is uploaded here alive for every backward that reads it
+        // (rope's, a checkpoint's rerun); without a scope nothing is recorded, so it goes with this call.
+        TensorScope? scope = TensorScope.Current;
+        var unowned = new List<Tensor>();
+        Tensor Upload(Tensor t)
+        {
+            if (scope != null)
+            {
+                scope.Own(t);
+            }
+            else
+            {
+                unowned.Add(t);
+            }
+            return t;
+        }
+
+        try
+        {
+            var inputs = new TextAttentionInputs(Upload(Positions(inputsEmbeds.Context, batch, seq)), _invFreq, attentionMask,
+                attentionMask == null ? null : FindBlindQueries(attentionMask, batch, seq, Upload));
+            trace?.Invoke("text.hidden_states.0", inputsEmbeds);
+            Tensor h = inputsEmbeds;
+            for (int i = 0; i < _layers.Length; i++)
+            {
+                TextDecoderLayer layer = _layers[i];
+                h = GradientCheckpointing ? Checkpoint.Run(x => layer.Forward(x, inputs), h) : layer.Forward(h, inputs);
+                if (i < _layers.Length - 1)
+                {
+                    trace?.Invoke($"text.hidden_states.{i + 1}", h);
+                }
+            }
+            h = Ops.RmsNorm(h, _norm, (float)Config.RmsNormEps);
+            trace?.Invoke($"text.hidden_states.{_layers.Length}", h);
+            return h;
+        }
+        finally
+        {
+            unowned.ForEach(t => t.Dispose());
+        }
+    }
+
+    /// <summary>int32 (batch, seq): 0..seq−1 in every row.</summary>
+    private static Tensor Positions(Context context, long batch, long seq)
+    {
+        var positions = new int[batch * seq];
+        for (long i = 0; i < positions.Length; i++)
+        {
+            positions[i] = (int)(i % seq);
+        }
+        return Tensor.FromArray(context, positions, batch, seq);
+    }
+
+    /// <summary>The tokens before each row's first real one (reads the mask on the host); null when there are none.</summary>
+    private BlindQueries? FindBlindQueries(Tensor attentionMask, long batch, long seq, Func<Tensor, Tensor> upload)
+    {
+        byte[] mask = attentionMask.ToByteArray();
+        var rows = new List<int>();
+        var batches = new List<int>();
+        for (int b = 0; b < batch; b++)
+        {
+            for (int t = 0; t < seq && mask[b * seq + t] == 0; t++)
+            {
+                rows.Add((int)(b * seq + t));
+                batches.Add(b);
+            }
+        }
+        if (rows.Count == 0)
+        {
+            return null;
+        }
+        Context context = attentionMask.Context;
+        return new BlindQueries(
+            upload(Tensor.FromArray(context, rows.ToArray(), rows.Count)),
+            upload(Tensor.FromArray(context, batches.ToArray(), batches.Count)),
+            upload(Tensor.Zeros(context, DType.F32, batch, 1, Config.NumAttentionHeads, Config.HeadDim)));
+    }
+
+    public void Dispose()
+    {
+        _embedTokens.Dispose();
+        foreach (TextDecoderLayer layer in _layers)
+        {
+            layer.Dispose();
+        }
+        _norm.Dispose();
+        _invFreq.Dispose();
+    }
+}
