@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or a meaning below changes; the C# side refuses a mismatch. */
-#define NVLM_ABI_VERSION 2
+#define NVLM_ABI_VERSION 3
 
 typedef enum nvlm_status {
     NVLM_OK = 0,
@@ -293,6 +293,41 @@ NVLM_API nvlm_status nvlm_lm_logprob_backward(nvlm_context* ctx, nvlm_buffer* dh
 NVLM_API nvlm_status nvlm_adamw_step(nvlm_context* ctx, nvlm_buffer* param, const nvlm_buffer* grad,
                                      nvlm_buffer* m, nvlm_buffer* v, int64_t n, float lr, float beta1,
                                      float beta2, float eps, float weight_decay, int64_t step);
+
+/* ---- NF4 base weights (QLoRA) ----------------------------------------------------------- */
+
+/* A frozen weight w (n, k) in bitsandbytes 0.47's NF4 with double quantisation, bit for bit
+ * (quantize_4bit(w, blocksize=64, quant_type="nf4", compress_statistics=True); the layout and the
+ * arithmetic are written out in native/src/nf4.h). With numel = n·k and blocks = ceil(numel/64):
+ *   packed (ceil(numel/2), uint8)   two 4-bit codes a byte, element 2i in the high nibble
+ *   absmax_q (blocks, uint8)        each block's absmax, 8-bit through absmax_code
+ *   absmax2 (ceil(blocks/256))      the nested absmax of every 256 absmax values
+ *   offset (1)                      the mean of the absmax values, subtracted before quantising them
+ *   absmax_code (256)               bitsandbytes' signed dynamic map (create_dynamic_map()), ascending
+ * n and k are positive. A weight is frozen: no op here has a gradient for it. */
+
+/* Quantises w (n, k) into the five buffers above; absmax (blocks), optional, receives the per-block
+ * absmax before double quantisation. */
+NVLM_API nvlm_status nvlm_nf4_quantize(nvlm_context* ctx, nvlm_buffer* packed, nvlm_buffer* absmax_q,
+                                       nvlm_buffer* absmax2, nvlm_buffer* offset, nvlm_buffer* absmax_code,
+                                       nvlm_buffer* absmax, const nvlm_buffer* w, int64_t n, int64_t k);
+/* w (n, k) = dequant(the quantised weight): code · (absmax_code[absmax_q] · absmax2 + offset). */
+NVLM_API nvlm_status nvlm_nf4_dequantize(nvlm_context* ctx, nvlm_buffer* w, const nvlm_buffer* packed,
+                                         const nvlm_buffer* absmax_q, const nvlm_buffer* absmax2,
+                                         const nvlm_buffer* offset, const nvlm_buffer* absmax_code, int64_t n,
+                                         int64_t k);
+
+/* out (m, n) = x (m, k) · dequant(w (n, k))ᵀ, fp32 accumulate. w is dequantised a tile of rows at a
+ * time, so no full f32 copy of it ever exists. */
+NVLM_API nvlm_status nvlm_nf4_linear_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x,
+                                             const nvlm_buffer* packed, const nvlm_buffer* absmax_q,
+                                             const nvlm_buffer* absmax2, const nvlm_buffer* offset,
+                                             const nvlm_buffer* absmax_code, int64_t m, int64_t k, int64_t n);
+/* dx (m, k) += dout (m, n) · dequant(w), tile by tile as the forward. */
+NVLM_API nvlm_status nvlm_nf4_linear_backward(nvlm_context* ctx, nvlm_buffer* dx, const nvlm_buffer* dout,
+                                              const nvlm_buffer* packed, const nvlm_buffer* absmax_q,
+                                              const nvlm_buffer* absmax2, const nvlm_buffer* offset,
+                                              const nvlm_buffer* absmax_code, int64_t m, int64_t k, int64_t n);
 
 /* ---- casts ------------------------------------------------------------------------------ */
 

@@ -136,6 +136,22 @@ nvlm_status Backend::adamw_step(float*, const float*, float*, float*, int64_t, f
     return unsupported("nvlm_adamw_step");
 }
 
+nvlm_status Backend::nf4_quantize(uint8_t*, uint8_t*, float*, float*, float*, float*, const float*, int64_t, int64_t) {
+    return unsupported("nvlm_nf4_quantize");
+}
+
+nvlm_status Backend::nf4_dequantize(float*, const nf4::Weight&, int64_t, int64_t) {
+    return unsupported("nvlm_nf4_dequantize");
+}
+
+nvlm_status Backend::nf4_linear_forward(float*, const float*, const nf4::Weight&, int64_t, int64_t, int64_t) {
+    return unsupported("nvlm_nf4_linear_forward");
+}
+
+nvlm_status Backend::nf4_linear_backward(float*, const float*, const nf4::Weight&, int64_t, int64_t, int64_t) {
+    return unsupported("nvlm_nf4_linear_backward");
+}
+
 nvlm_status Backend::cast(void*, nvlm_dtype, const void*, nvlm_dtype, int64_t) { return unsupported("nvlm_cast"); }
 
 }  // namespace nvlm

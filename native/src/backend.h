@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "nf4.h"
 #include "nvlm.h"
 
 namespace nvlm {
@@ -116,6 +117,15 @@ public:
     // ---- optimiser ----
     virtual nvlm_status adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
                                    float beta1, float beta2, float eps, float weight_decay, int64_t step);
+
+    // ---- NF4 base weights (layout and arithmetic: nf4.h; optional absmax may be null) ----
+    virtual nvlm_status nf4_quantize(uint8_t* packed, uint8_t* absmax_q, float* absmax2, float* offset,
+                                     float* absmax_code, float* absmax, const float* w, int64_t n, int64_t k);
+    virtual nvlm_status nf4_dequantize(float* w, const nf4::Weight& quantized, int64_t n, int64_t k);
+    virtual nvlm_status nf4_linear_forward(float* out, const float* x, const nf4::Weight& w, int64_t m, int64_t k,
+                                           int64_t n);
+    virtual nvlm_status nf4_linear_backward(float* dx, const float* dout, const nf4::Weight& w, int64_t m, int64_t k,
+                                            int64_t n);
 
     // ---- casts (dtype pair already checked to be f32<->bf16 or an identity) ----
     virtual nvlm_status cast(void* dst, nvlm_dtype dst_dtype, const void* src, nvlm_dtype src_dtype, int64_t n);

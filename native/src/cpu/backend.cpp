@@ -250,6 +250,29 @@ public:
         return NVLM_OK;
     }
 
+    nvlm_status nf4_quantize(uint8_t* packed, uint8_t* absmax_q, float* absmax2, float* offset, float* absmax_code,
+                             float* absmax, const float* w, int64_t n, int64_t k) override {
+        cpu::nf4_quantize_ref(packed, absmax_q, absmax2, offset, absmax_code, absmax, w, n, k);
+        return NVLM_OK;
+    }
+
+    nvlm_status nf4_dequantize(float* w, const nf4::Weight& quantized, int64_t n, int64_t k) override {
+        cpu::nf4_dequantize_ref(w, quantized, n, k);
+        return NVLM_OK;
+    }
+
+    nvlm_status nf4_linear_forward(float* out, const float* x, const nf4::Weight& w, int64_t m, int64_t k,
+                                   int64_t n) override {
+        cpu::nf4_linear_forward(out, x, w, m, k, n);
+        return NVLM_OK;
+    }
+
+    nvlm_status nf4_linear_backward(float* dx, const float* dout, const nf4::Weight& w, int64_t m, int64_t k,
+                                    int64_t n) override {
+        cpu::nf4_linear_backward(dx, dout, w, m, k, n);
+        return NVLM_OK;
+    }
+
     nvlm_status cast(void* dst, nvlm_dtype dst_dtype, const void* src, nvlm_dtype src_dtype, int64_t n) override {
         cpu::cast(dst, dst_dtype, src, src_dtype, n);
         return NVLM_OK;

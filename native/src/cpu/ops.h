@@ -10,6 +10,7 @@
 
 #include <cstdint>
 
+#include "../nf4.h"
 #include "nvlm.h"
 
 namespace nvlm::cpu {
@@ -81,6 +82,13 @@ nvlm_status lm_logprob_backward(float* dh, float* dw, const float* dlogp, const 
 
 void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1, float beta2,
                 float eps, float weight_decay, int64_t step);
+
+// NF4 (nf4.cpp): the reference quantiser and dequantiser of nf4.h's layout, and the linear layer over it.
+void nf4_quantize_ref(uint8_t* packed, uint8_t* absmax_q, float* absmax2, float* offset, float* absmax_code,
+                      float* absmax, const float* w, int64_t n, int64_t k);
+void nf4_dequantize_ref(float* w, const nf4::Weight& quantized, int64_t n, int64_t k);
+void nf4_linear_forward(float* out, const float* x, const nf4::Weight& w, int64_t m, int64_t k, int64_t n);
+void nf4_linear_backward(float* dx, const float* dout, const nf4::Weight& w, int64_t m, int64_t k, int64_t n);
 
 void cast(void* dst, nvlm_dtype dst_dtype, const void* src, nvlm_dtype src_dtype, int64_t n);
 

@@ -147,6 +147,22 @@ internal static partial class NativeMethods
     [LibraryImport(Library)]
     internal static partial int nvlm_cast(ContextHandle ctx, BufferHandle dst, int dstDtype, BufferHandle src,
         int srcDtype, long n);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_nf4_quantize(ContextHandle ctx, BufferHandle packed, BufferHandle absmaxQ,
+        BufferHandle absmax2, BufferHandle offset, BufferHandle absmaxCode, BufferHandle absmax, BufferHandle w, long n,
+        long k);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_nf4_dequantize(ContextHandle ctx, BufferHandle w, BufferHandle packed,
+        BufferHandle absmaxQ, BufferHandle absmax2, BufferHandle offset, BufferHandle absmaxCode, long n, long k);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_nf4_linear_forward(ContextHandle ctx, BufferHandle output, BufferHandle x,
+        BufferHandle packed, BufferHandle absmaxQ, BufferHandle absmax2, BufferHandle offset, BufferHandle absmaxCode,
+        long m, long k, long n);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_nf4_linear_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dout,
+        BufferHandle packed, BufferHandle absmaxQ, BufferHandle absmax2, BufferHandle offset, BufferHandle absmaxCode,
+        long m, long k, long n);
 }
 
 /// <summary>nvlm_memory_stats.</summary>
@@ -162,7 +178,7 @@ public struct MemoryStats
 internal static class Native
 {
     /// <summary>The NVLM_ABI_VERSION this assembly was written against.</summary>
-    internal const int AbiVersion = 2;
+    internal const int AbiVersion = 3;
 
     private static readonly Lazy<int> LoadedAbi = new(NativeMethods.nvlm_abi_version);
 
