@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using CommandLine;
+using NativeVlm.Adapters;
 using NativeVlm.Checks;
 using NativeVlm.Models;
 using NativeVlm.Tensors;
@@ -17,6 +18,9 @@ public sealed class CompareOptions
 
     [Option("expected", Required = true, HelpText = "safetensors with reference outputs: vision.*, connector.image_hidden_states, text.hidden_states.N, logits, next_token_logprobs, loss.")]
     public string Expected { get; set; } = "";
+
+    [Option("adapter", HelpText = "PEFT LoRA/DoRA adapter folder (adapter_config.json, adapter_model.safetensors) to apply; the expected tensors compared are then those named adapter.* (logits, next_token_logprobs, loss).")]
+    public string? Adapter { get; set; }
 
     [Option("rtol", Default = 1e-4, HelpText = "Largest ‖out − ref‖ / ‖ref‖ that passes.")]
     public double Rtol { get; set; }
@@ -45,9 +49,15 @@ public static class CompareCommand
         using Idefics3Model model = Idefics3Model.Load(options.Model, ctx);
         Console.WriteLine($"loaded {options.Model} ({model.Parameters.Sum(p => p.ElementCount):N0} parameters, " +
             $"text {model.Config.Text.ModelType}) in {clock.Elapsed.TotalSeconds:F1} s");
+        using LoraAdapterSet? adapters = options.Adapter == null ? null : LoraAdapterSet.Load(model.Linears, options.Adapter);
+        if (adapters != null)
+        {
+            Console.WriteLine($"adapter {options.Adapter}: {(adapters.Config.UseDora ? "DoRA" : "LoRA")} on {adapters.Adapters.Count} modules; " +
+                PeftParameterCounts.Of(model, adapters));
+        }
 
         ReferenceComparison.Result result = ReferenceComparison.Run(model, options.Inputs, options.Expected,
-            new ComparisonTolerances(options.Atol, options.Rtol, options.LossAtol));
+            new ComparisonTolerances(options.Atol, options.Rtol, options.LossAtol), outputPrefix: adapters == null ? "" : "adapter.");
 
         int width = Math.Max(6, result.Compared.Max(c => c.Name.Length));
         Console.WriteLine($"{"tensor".PadRight(width)}  {"compared",9}  {"max abs err",11}  {"rel err",9}  result");

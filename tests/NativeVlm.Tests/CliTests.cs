@@ -83,6 +83,21 @@ public class CliTests
     }
 
     [Fact]
+    [Trait("Category", Fixtures.Category)]
+    public void Compare_with_an_adapter_checks_the_adapted_outputs_and_exits_zero()
+    {
+        (int exitCode, string output) = RunHost("compare", "--model", Fixtures.Path("tiny-idefics3"),
+            "--adapter", Fixtures.Path("tiny-idefics3-dora"),
+            "--inputs", Fixtures.Path("tiny-idefics3", "inputs.safetensors"),
+            "--expected", Fixtures.Path("tiny-idefics3-dora", "dpo_outputs.safetensors"));
+
+        Assert.True(exitCode == 0, output);
+        Assert.Contains("DoRA on ", output);
+        Assert.Contains("adapter.logits", output);
+        Assert.Matches(@"compare: [1-9]\d* passed, 0 failed", output);
+    }
+
+    [Fact]
     public void Compare_of_a_missing_model_folder_exits_two_naming_it()
     {
         (int exitCode, string output) = RunHost("compare", "--model", "/nonexistent/snapshot",

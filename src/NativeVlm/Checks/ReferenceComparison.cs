@@ -30,6 +30,8 @@ public sealed record ComparisonTolerances(double Absolute = 1e-4, double Relativ
 /// ("partial.logits"). Text-side tensors are compared only where attention_mask is 1 and
 /// next-token log-probs only where target_mask is 1: values at padded positions are
 /// implementation details of transformers (a fully masked softmax row), not model outputs.
+/// A file that holds several models' outputs names them under a further prefix (an adapter
+/// fixture's "adapter.logits", "merged.loss"): the comparison then takes only that prefix's.
 /// </summary>
 public static class ReferenceComparison
 {
@@ -40,7 +42,12 @@ public static class ReferenceComparison
         public bool Passed => Compared.Count > 0 && Compared.All(c => c.Passed);
     }
 
-    public static Result Run(Idefics3Model model, string inputsPath, string expectedPath, ComparisonTolerances tolerances)
+    /// <param name="outputPrefix">
+    /// Compare only the expected tensors whose names start with this, read as the output named by
+    /// the rest ("adapter." takes "adapter.logits" as logits); "" takes every tensor.
+    /// </param>
+    public static Result Run(Idefics3Model model, string inputsPath, string expectedPath, ComparisonTolerances tolerances,
+        string outputPrefix = "")
     {
         using SafeTensorsReader inputsFile = SafeTensorsReader.Open(inputsPath);
         using SafeTensorsReader expected = SafeTensorsReader.Open(expectedPath);
@@ -50,19 +57,22 @@ public static class ReferenceComparison
             throw new SafeTensorsException(inputsPath, null, "no input_ids (nor PREFIX.input_ids) tensor: nothing to run");
         }
 
+        List<string> outputNames = expected.Names.Where(n => n.StartsWith(outputPrefix, StringComparison.Ordinal))
+            .Select(n => n[outputPrefix.Length..]).ToList();
         var compared = new List<TensorComparison>();
         var known = new HashSet<string>();
         foreach (string prefix in prefixes)
         {
             Idefics3Inputs inputs = Idefics3Inputs.Read(inputsFile, prefix);
-            Dictionary<string, Produced> produced = RunCase(model, inputs, WantedNames(expected, prefix, prefixes));
+            Dictionary<string, Produced> produced = RunCase(model, inputs, WantedNames(outputNames, prefix, prefixes));
             foreach ((string name, Produced output) in produced)
             {
                 known.Add(prefix + name);
-                compared.Add(Compare(prefix + name, name, output, expected, inputs, tolerances));
+                compared.Add(Compare(outputPrefix + prefix + name, name, output, expected, inputs, tolerances));
             }
         }
-        List<string> notProduced = expected.Names.Where(n => !known.Contains(n)).Order(StringComparer.Ordinal).ToList();
+        List<string> notProduced = outputNames.Where(n => !known.Contains(n)).Select(n => outputPrefix + n)
+            .Order(StringComparer.Ordinal).ToList();
         return new Result(compared, notProduced);
     }
 
@@ -70,8 +80,8 @@ public static class ReferenceComparison
     /// The expected names of this case, prefix stripped; a name under a longer case prefix
     /// ("partial.logits" when this case is "") belongs to that case.
     /// </summary>
-    private static HashSet<string> WantedNames(SafeTensorsReader expected, string prefix, IReadOnlyList<string> prefixes) =>
-        expected.Names
+    private static HashSet<string> WantedNames(IEnumerable<string> outputNames, string prefix, IReadOnlyList<string> prefixes) =>
+        outputNames
             .Where(n => n.StartsWith(prefix, StringComparison.Ordinal))
             .Where(n => !prefixes.Any(p => p.Length > prefix.Length && n.StartsWith(p, StringComparison.Ordinal)))
             .Select(n => n[prefix.Length..])

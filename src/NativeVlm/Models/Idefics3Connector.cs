@@ -1,3 +1,4 @@
+using NativeVlm.Nn;
 using NativeVlm.Tensors;
 
 namespace NativeVlm.Models;
@@ -10,23 +11,24 @@ public sealed class Idefics3Connector : IDisposable
 {
     private readonly int _scaleFactor;
 
-    private Idefics3Connector(Tensor projectionWeight, int scaleFactor)
+    private Idefics3Connector(Linear projection, int scaleFactor)
     {
-        ProjectionWeight = projectionWeight;
+        Projection = projection;
         _scaleFactor = scaleFactor;
     }
 
-    /// <summary>modality_projection.proj.weight [text hidden, vision hidden · scale²].</summary>
-    public Tensor ProjectionWeight { get; }
+    /// <summary>modality_projection.proj: vision hidden · scale² → text hidden.</summary>
+    public Linear Projection { get; }
 
     /// <param name="w">The weights under model.connector.</param>
     public static Idefics3Connector Load(Weights w, Idefics3Config config) => new(
-        w.Sub("modality_projection").Sub("proj").Get("weight", config.Text.HiddenSize, config.ConnectorInputSize),
+        Linear.Load(w.Sub("modality_projection").Sub("proj"), config.ConnectorInputSize, config.Text.HiddenSize, hasBias: false),
         config.ScaleFactor);
 
-    public IEnumerable<(string Name, Tensor Tensor)> NamedParameters => [("modality_projection.proj.weight", ProjectionWeight)];
+    public IEnumerable<(string Name, Tensor Tensor)> NamedParameters =>
+        Projection.NamedParameters.Select(p => ($"modality_projection.proj.{p.Name}", p.Tensor));
 
-    public IEnumerable<Tensor> Parameters => [ProjectionWeight];
+    public IEnumerable<Tensor> Parameters => Projection.Parameters;
 
     /// <summary>
     /// [frames, patches, vision hidden] → image_hidden_states [frames, patches / scale², text hidden];
@@ -34,10 +36,10 @@ public sealed class Idefics3Connector : IDisposable
     /// </summary>
     public Tensor Forward(Tensor visionHidden, Trace? trace = null)
     {
-        Tensor projected = Ops.Linear(Ops.PixelShuffle(visionHidden, _scaleFactor), ProjectionWeight);
+        Tensor projected = Projection.Forward(Ops.PixelShuffle(visionHidden, _scaleFactor));
         trace?.Invoke("connector.image_hidden_states", projected);
         return projected;
     }
 
-    public void Dispose() => ProjectionWeight.Dispose();
+    public void Dispose() => Projection.Dispose();
 }

@@ -1,5 +1,6 @@
 using NativeVlm.Autograd;
 using NativeVlm.IO;
+using NativeVlm.Nn;
 using NativeVlm.Tensors;
 
 namespace NativeVlm.Models;
@@ -9,6 +10,8 @@ namespace NativeVlm.Models;
 /// the SigLIP vision tower encodes the real image frames, the connector pixel-shuffles and projects
 /// them to the text width, the features replace the embeddings of the image tokens, the decoder
 /// runs, and the LM head (lm_head.weight, or the token embeddings when tied) scores the vocabulary.
+/// Every nn.Linear of transformers' model is an Nn.Linear module (<see cref="Linears"/>) except the
+/// LM head, which the chunked log-prob op reads as a plain matrix (and which may be the embeddings).
 /// </summary>
 public sealed class Idefics3Model : IDisposable
 {
@@ -34,7 +37,14 @@ public sealed class Idefics3Model : IDisposable
         Text = text;
         LmHead = lmHead;
         _lmHeadIsTied = lmHeadIsTied;
+        Linears = vision.Linears.Append(connector.Projection).Concat(text.Linears).ToList();
     }
+
+    /// <summary>
+    /// Every Linear module (vision tower, connector, text model) in transformers' registration
+    /// order, which is the order of the modules in PEFT's adapter files.
+    /// </summary>
+    public IReadOnlyList<Linear> Linears { get; }
 
     /// <summary>Loads config.json and the (sharded) safetensors of a snapshot folder into <paramref name="context"/>.</summary>
     public static Idefics3Model Load(string snapshotDir, Context context)
@@ -74,6 +84,60 @@ public sealed class Idefics3Model : IDisposable
             throw;
         }
         return result;
+    }
+
+    /// <summary>
+    /// The Linear modules <see cref="Load(Weights, Idefics3Config)"/> builds for <paramref name="config"/>,
+    /// in the order of <see cref="Linears"/>, without building any tensor.
+    /// </summary>
+    public static IReadOnlyList<LinearShape> LinearShapes(Idefics3Config config)
+    {
+        VisionConfig v = config.Vision;
+        TextConfig t = config.Text;
+        long queryWidth = (long)t.NumAttentionHeads * t.HeadDim, keyValueWidth = (long)t.NumKeyValueHeads * t.HeadDim;
+        var shapes = new List<LinearShape>();
+        for (int i = 0; i < v.NumHiddenLayers; i++)
+        {
+            string layer = $"model.vision_model.encoder.layers.{i}";
+            foreach (string projection in new[] { "k_proj", "v_proj", "q_proj", "out_proj" })
+            {
+                shapes.Add(new LinearShape($"{layer}.self_attn.{projection}", v.HiddenSize, v.HiddenSize, HasBias: true));
+            }
+            shapes.Add(new LinearShape($"{layer}.mlp.fc1", v.HiddenSize, v.IntermediateSize, HasBias: true));
+            shapes.Add(new LinearShape($"{layer}.mlp.fc2", v.IntermediateSize, v.HiddenSize, HasBias: true));
+        }
+        shapes.Add(new LinearShape("model.connector.modality_projection.proj", config.ConnectorInputSize, t.HiddenSize, HasBias: false));
+        for (int i = 0; i < t.NumHiddenLayers; i++)
+        {
+            string layer = $"model.text_model.layers.{i}";
+            shapes.Add(new LinearShape($"{layer}.self_attn.q_proj", t.HiddenSize, queryWidth, HasBias: false));
+            shapes.Add(new LinearShape($"{layer}.self_attn.k_proj", t.HiddenSize, keyValueWidth, HasBias: false));
+            shapes.Add(new LinearShape($"{layer}.self_attn.v_proj", t.HiddenSize, keyValueWidth, HasBias: false));
+            shapes.Add(new LinearShape($"{layer}.self_attn.o_proj", queryWidth, t.HiddenSize, HasBias: false));
+            shapes.Add(new LinearShape($"{layer}.mlp.gate_proj", t.HiddenSize, t.IntermediateSize, HasBias: false));
+            shapes.Add(new LinearShape($"{layer}.mlp.up_proj", t.HiddenSize, t.IntermediateSize, HasBias: false));
+            shapes.Add(new LinearShape($"{layer}.mlp.down_proj", t.IntermediateSize, t.HiddenSize, HasBias: false));
+        }
+        return shapes;
+    }
+
+    /// <summary>
+    /// The number of parameters <see cref="Parameters"/> holds for <paramref name="config"/> (each
+    /// once, a tied LM head not again), without building any tensor.
+    /// </summary>
+    public static long ParameterCount(Idefics3Config config)
+    {
+        VisionConfig v = config.Vision;
+        TextConfig t = config.Text;
+        long linears = LinearShapes(config).Sum(l => l.InFeatures * l.OutFeatures + (l.HasBias ? l.OutFeatures : 0));
+        long patchEmbedding = (long)v.HiddenSize * v.NumChannels * v.PatchSize * v.PatchSize + v.HiddenSize;
+        long positionEmbedding = (long)v.NumPatches * v.HiddenSize;
+        long visionLayerNorms = (2L * v.NumHiddenLayers + 1) * 2 * v.HiddenSize; // layer_norm1, layer_norm2 per layer, post_layernorm; weight and bias
+        long embedTokens = (long)t.VocabSize * t.HiddenSize;
+        long textNorms = (2L * t.NumHiddenLayers + 1) * t.HiddenSize                    // input/post-attention norms per layer, final norm
+                         + (t.HasQkNorm ? 2L * t.NumHiddenLayers * t.HeadDim : 0);      // Qwen3's q_norm and k_norm
+        long lmHead = config.TieWordEmbeddings ? 0 : embedTokens;
+        return linears + patchEmbedding + positionEmbedding + visionLayerNorms + embedTokens + textNorms + lmHead;
     }
 
     /// <summary>Every parameter once (a tied LM head is the token embedding).</summary>

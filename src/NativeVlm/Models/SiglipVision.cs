@@ -1,28 +1,15 @@
 using NativeVlm.Autograd;
+using NativeVlm.Nn;
 using NativeVlm.Tensors;
 
 namespace NativeVlm.Models;
 
 // The SigLIP-style vision tower of Idefics3 / SmolVLM, as transformers v4.46.3 computes it
-// (Idefics3VisionTransformer, eager attention), read top to bottom: Linear and LayerNorm with bias →
-// Embeddings → Attention → Mlp → EncoderLayer → Model. Loaders take the checkpoint's names below
-// model.vision_model; NamedParameters gives them back, relative to the same prefix.
-
-/// <summary>nn.Linear with bias: weight [out, in], bias [out].</summary>
-public sealed class SiglipLinear(Tensor weight, Tensor bias)
-{
-    public Tensor Weight { get; } = weight;
-
-    public Tensor Bias { get; } = bias;
-
-    public static SiglipLinear Load(Weights w, int inFeatures, int outFeatures) =>
-        new(w.Get("weight", outFeatures, inFeatures), w.Get("bias", outFeatures));
-
-    /// <summary>[..., in] → [..., out].</summary>
-    public Tensor Forward(Tensor x) => Ops.Linear(x, Weight, Bias);
-
-    public IEnumerable<(string Name, Tensor Tensor)> NamedParameters => [("weight", Weight), ("bias", Bias)];
-}
+// (Idefics3VisionTransformer, eager attention), read top to bottom: LayerNorm with bias →
+// Embeddings → Attention → Mlp → EncoderLayer → Model. Its projections are biased Nn.Linear modules.
+// Loaders take the checkpoint's names below model.vision_model; NamedParameters gives them back,
+// relative to the same prefix. Linears lists the Linear modules in transformers' registration order
+// (which is the order of PEFT's adapter files).
 
 /// <summary>nn.LayerNorm over the last dimension: weight and bias [d].</summary>
 public sealed class SiglipLayerNorm(Tensor weight, Tensor bias, float eps)
@@ -185,21 +172,24 @@ public sealed class SiglipVisionEmbeddings
 }
 
 /// <summary>Idefics3VisionAttention: bidirectional multi-head attention with biased projections; masked patches are masked as keys only.</summary>
-public sealed class SiglipAttention(VisionConfig config, SiglipLinear qProj, SiglipLinear kProj, SiglipLinear vProj, SiglipLinear outProj)
+public sealed class SiglipAttention(VisionConfig config, Linear qProj, Linear kProj, Linear vProj, Linear outProj)
 {
-    public SiglipLinear QProj { get; } = qProj;
+    public Linear QProj { get; } = qProj;
 
-    public SiglipLinear KProj { get; } = kProj;
+    public Linear KProj { get; } = kProj;
 
-    public SiglipLinear VProj { get; } = vProj;
+    public Linear VProj { get; } = vProj;
 
-    public SiglipLinear OutProj { get; } = outProj;
+    public Linear OutProj { get; } = outProj;
 
     public static SiglipAttention Load(Weights w, VisionConfig c) => new(c,
-        SiglipLinear.Load(w.Sub("q_proj"), c.HiddenSize, c.HiddenSize),
-        SiglipLinear.Load(w.Sub("k_proj"), c.HiddenSize, c.HiddenSize),
-        SiglipLinear.Load(w.Sub("v_proj"), c.HiddenSize, c.HiddenSize),
-        SiglipLinear.Load(w.Sub("out_proj"), c.HiddenSize, c.HiddenSize));
+        Linear.Load(w.Sub("q_proj"), c.HiddenSize, c.HiddenSize, hasBias: true),
+        Linear.Load(w.Sub("k_proj"), c.HiddenSize, c.HiddenSize, hasBias: true),
+        Linear.Load(w.Sub("v_proj"), c.HiddenSize, c.HiddenSize, hasBias: true),
+        Linear.Load(w.Sub("out_proj"), c.HiddenSize, c.HiddenSize, hasBias: true));
+
+    /// <summary>In transformers' registration order: k, v, q, out.</summary>
+    public IEnumerable<Linear> Linears => [KProj, VProj, QProj, OutProj];
 
     /// <param name="x">[n, patches, hidden]</param>
     /// <param name="keyMask">[n, patches] u8, 1 = attend; null when every patch is valid.</param>
@@ -223,15 +213,17 @@ public sealed class SiglipAttention(VisionConfig config, SiglipLinear qProj, Sig
 }
 
 /// <summary>Idefics3VisionMLP: fc1 → gelu_pytorch_tanh → fc2.</summary>
-public sealed class SiglipMlp(SiglipLinear fc1, SiglipLinear fc2)
+public sealed class SiglipMlp(Linear fc1, Linear fc2)
 {
-    public SiglipLinear Fc1 { get; } = fc1;
+    public Linear Fc1 { get; } = fc1;
 
-    public SiglipLinear Fc2 { get; } = fc2;
+    public Linear Fc2 { get; } = fc2;
 
     public static SiglipMlp Load(Weights w, VisionConfig c) => new(
-        SiglipLinear.Load(w.Sub("fc1"), c.HiddenSize, c.IntermediateSize),
-        SiglipLinear.Load(w.Sub("fc2"), c.IntermediateSize, c.HiddenSize));
+        Linear.Load(w.Sub("fc1"), c.HiddenSize, c.IntermediateSize, hasBias: true),
+        Linear.Load(w.Sub("fc2"), c.IntermediateSize, c.HiddenSize, hasBias: true));
+
+    public IEnumerable<Linear> Linears => [Fc1, Fc2];
 
     /// <summary>[..., hidden] → [..., intermediate] → [..., hidden].</summary>
     public Tensor Forward(Tensor x) => Fc2.Forward(Ops.Gelu(Fc1.Forward(x)));
@@ -264,6 +256,8 @@ public sealed class SiglipEncoderLayer(SiglipLayerNorm layerNorm1, SiglipAttenti
         Tensor h = Ops.Residual(x, SelfAttn.Forward(LayerNorm1.Forward(x), keyMask));
         return Ops.Residual(h, Mlp.Forward(LayerNorm2.Forward(h)));
     }
+
+    public IEnumerable<Linear> Linears => SelfAttn.Linears.Concat(Mlp.Linears);
 
     public IEnumerable<(string Name, Tensor Tensor)> NamedParameters =>
         SiglipVisionModel.Prefixed("layer_norm1", LayerNorm1.NamedParameters)
@@ -313,6 +307,9 @@ public sealed class SiglipVisionModel : IDisposable
             .Concat(Prefixed("post_layernorm", PostLayernorm.NamedParameters));
 
     public IEnumerable<Tensor> Parameters => NamedParameters.Select(p => p.Tensor);
+
+    /// <summary>Every Linear module, layer by layer, in transformers' registration order.</summary>
+    public IEnumerable<Linear> Linears => Layers.SelectMany(layer => layer.Linears);
 
     internal static IEnumerable<(string Name, Tensor Tensor)> Prefixed(string prefix, IEnumerable<(string Name, Tensor Tensor)> parameters) =>
         parameters.Select(p => ($"{prefix}.{p.Name}", p.Tensor));
@@ -474,7 +471,14 @@ public sealed class SiglipVisionModel : IDisposable
 
     public void Dispose()
     {
-        foreach (Tensor t in Parameters)
+        foreach (Linear linear in Linears)
+        {
+            linear.Dispose();
+        }
+        IEnumerable<(string Name, Tensor Tensor)> others = Embeddings.NamedParameters
+            .Concat(Layers.SelectMany(l => l.LayerNorm1.NamedParameters.Concat(l.LayerNorm2.NamedParameters)))
+            .Concat(PostLayernorm.NamedParameters);
+        foreach ((_, Tensor t) in others)
         {
             t.Dispose();
         }

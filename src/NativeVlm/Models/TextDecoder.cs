@@ -1,4 +1,5 @@
 using NativeVlm.Autograd;
+using NativeVlm.Nn;
 using NativeVlm.Tensors;
 
 namespace NativeVlm.Models;
@@ -28,16 +29,16 @@ internal sealed record BlindQueries(Tensor Rows, Tensor Batches, Tensor ZeroQuer
 /// </summary>
 internal sealed class TextAttention : IDisposable
 {
-    private readonly Tensor _qProj; // (heads·head_dim, hidden)
-    private readonly Tensor _kProj; // (kv_heads·head_dim, hidden)
-    private readonly Tensor _vProj; // (kv_heads·head_dim, hidden)
-    private readonly Tensor _oProj; // (hidden, heads·head_dim)
+    private readonly Linear _qProj; // hidden → heads·head_dim
+    private readonly Linear _kProj; // hidden → kv_heads·head_dim
+    private readonly Linear _vProj; // hidden → kv_heads·head_dim
+    private readonly Linear _oProj; // heads·head_dim → hidden
     private readonly Tensor? _qNorm; // (head_dim), Qwen3 only
     private readonly Tensor? _kNorm; // (head_dim), Qwen3 only
     private readonly int _heads, _kvHeads, _headDim;
     private readonly float _eps, _scale;
 
-    private TextAttention(Tensor qProj, Tensor kProj, Tensor vProj, Tensor oProj, Tensor? qNorm, Tensor? kNorm, TextConfig config)
+    private TextAttention(Linear qProj, Linear kProj, Linear vProj, Linear oProj, Tensor? qNorm, Tensor? kNorm, TextConfig config)
     {
         (_qProj, _kProj, _vProj, _oProj, _qNorm, _kNorm) = (qProj, kProj, vProj, oProj, qNorm, kNorm);
         _heads = config.NumAttentionHeads;
@@ -53,25 +54,28 @@ internal sealed class TextAttention : IDisposable
         long hidden = config.HiddenSize, headDim = config.HeadDim;
         long queryWidth = config.NumAttentionHeads * headDim, keyValueWidth = config.NumKeyValueHeads * headDim;
         return new TextAttention(
-            w.Sub("q_proj").Get("weight", queryWidth, hidden),
-            w.Sub("k_proj").Get("weight", keyValueWidth, hidden),
-            w.Sub("v_proj").Get("weight", keyValueWidth, hidden),
-            w.Sub("o_proj").Get("weight", hidden, queryWidth),
+            Linear.Load(w.Sub("q_proj"), hidden, queryWidth, hasBias: false),
+            Linear.Load(w.Sub("k_proj"), hidden, keyValueWidth, hasBias: false),
+            Linear.Load(w.Sub("v_proj"), hidden, keyValueWidth, hasBias: false),
+            Linear.Load(w.Sub("o_proj"), queryWidth, hidden, hasBias: false),
             config.HasQkNorm ? w.Sub("q_norm").Get("weight", headDim) : null,
             config.HasQkNorm ? w.Sub("k_norm").Get("weight", headDim) : null,
             config);
     }
 
+    /// <summary>q, k, v, o: transformers' registration order.</summary>
+    public IEnumerable<Linear> Linears => [_qProj, _kProj, _vProj, _oProj];
+
     public IEnumerable<Tensor> Parameters =>
-        new[] { _qProj, _kProj, _vProj, _oProj, _qNorm, _kNorm }.OfType<Tensor>();
+        Linears.SelectMany(l => l.Parameters).Concat(new[] { _qNorm, _kNorm }.OfType<Tensor>());
 
     /// <summary>x (batch, seq, hidden), already normed → (batch, seq, hidden).</summary>
     public Tensor Forward(Tensor x, TextAttentionInputs inputs)
     {
         long batch = x.Dim(0), seq = x.Dim(1);
-        Tensor q = Ops.Linear(x, _qProj).Reshape(batch, seq, _heads, _headDim);
-        Tensor k = Ops.Linear(x, _kProj).Reshape(batch, seq, _kvHeads, _headDim);
-        Tensor v = Ops.Linear(x, _vProj).Reshape(batch, seq, _kvHeads, _headDim);
+        Tensor q = _qProj.Forward(x).Reshape(batch, seq, _heads, _headDim);
+        Tensor k = _kProj.Forward(x).Reshape(batch, seq, _kvHeads, _headDim);
+        Tensor v = _vProj.Forward(x).Reshape(batch, seq, _kvHeads, _headDim);
         if (_qNorm != null && _kNorm != null)
         {
             // Qwen3 normalises each head over head_dim before the rotation.
@@ -88,26 +92,28 @@ internal sealed class TextAttention : IDisposable
             attended = Ops.IndexCopy(attended.Reshape(batch * seq, _heads * _headDim), rows, blind.Rows)
                 .Reshape(batch, seq, _heads * _headDim);
         }
-        return Ops.Linear(attended, _oProj);
+        return _oProj.Forward(attended);
     }
 
     public void Dispose()
     {
-        foreach (Tensor p in Parameters)
+        foreach (Linear linear in Linears)
         {
-            p.Dispose();
+            linear.Dispose();
         }
+        _qNorm?.Dispose();
+        _kNorm?.Dispose();
     }
 }
 
 /// <summary>LlamaMLP / Qwen3MLP: down_proj(silu(gate_proj(x)) · up_proj(x)), no biases.</summary>
 internal sealed class TextMlp : IDisposable
 {
-    private readonly Tensor _gateProj; // (intermediate, hidden)
-    private readonly Tensor _upProj; // (intermediate, hidden)
-    private readonly Tensor _downProj; // (hidden, intermediate)
+    private readonly Linear _gateProj; // hidden → intermediate
+    private readonly Linear _upProj; // hidden → intermediate
+    private readonly Linear _downProj; // intermediate → hidden
 
-    private TextMlp(Tensor gateProj, Tensor upProj, Tensor downProj) =>
+    private TextMlp(Linear gateProj, Linear upProj, Linear downProj) =>
         (_gateProj, _upProj, _downProj) = (gateProj, upProj, downProj);
 
     /// <param name="w">Scoped to <c>layers.N.mlp</c>.</param>
@@ -115,22 +121,25 @@ internal sealed class TextMlp : IDisposable
     {
         long hidden = config.HiddenSize, intermediate = config.IntermediateSize;
         return new TextMlp(
-            w.Sub("gate_proj").Get("weight", intermediate, hidden),
-            w.Sub("up_proj").Get("weight", intermediate, hidden),
-            w.Sub("down_proj").Get("weight", hidden, intermediate));
+            Linear.Load(w.Sub("gate_proj"), hidden, intermediate, hasBias: false),
+            Linear.Load(w.Sub("up_proj"), hidden, intermediate, hasBias: false),
+            Linear.Load(w.Sub("down_proj"), intermediate, hidden, hasBias: false));
     }
 
-    public IEnumerable<Tensor> Parameters => [_gateProj, _upProj, _downProj];
+    /// <summary>gate, up, down: transformers' registration order.</summary>
+    public IEnumerable<Linear> Linears => [_gateProj, _upProj, _downProj];
+
+    public IEnumerable<Tensor> Parameters => Linears.SelectMany(l => l.Parameters);
 
     /// <summary>x (..., hidden) → (..., hidden).</summary>
     public Tensor Forward(Tensor x) =>
-        Ops.Linear(Ops.SwiGlu(Ops.Linear(x, _gateProj), Ops.Linear(x, _upProj)), _downProj);
+        _downProj.Forward(Ops.SwiGlu(_gateProj.Forward(x), _upProj.Forward(x)));
 
     public void Dispose()
     {
-        foreach (Tensor p in Parameters)
+        foreach (Linear linear in Linears)
         {
-            p.Dispose();
+            linear.Dispose();
         }
     }
 }
@@ -160,6 +169,8 @@ internal sealed class TextDecoderLayer : IDisposable
 
     public IEnumerable<Tensor> Parameters =>
         _selfAttn.Parameters.Concat(_mlp.Parameters).Concat([_inputLayernorm, _postAttentionLayernorm]);
+
+    public IEnumerable<Linear> Linears => _selfAttn.Linears.Concat(_mlp.Linears);
 
     /// <summary>x (batch, seq, hidden) → (batch, seq, hidden).</summary>
     public Tensor Forward(Tensor x, TextAttentionInputs inputs)
@@ -221,6 +232,9 @@ public sealed class TextDecoder : IDisposable
     /// <summary>Every parameter once, embed_tokens first.</summary>
     public IEnumerable<Tensor> Parameters =>
         new[] { _embedTokens }.Concat(_layers.SelectMany(l => l.Parameters)).Append(_norm);
+
+    /// <summary>Every Linear module, layer by layer, in transformers' registration order.</summary>
+    public IEnumerable<Linear> Linears => _layers.SelectMany(l => l.Linears);
 
     /// <summary>Token embeddings: ids int32 (batch, seq) → (batch, seq, hidden).</summary>
     public Tensor Embed(Tensor ids) => Ops.Embedding(_embedTokens, ids);

@@ -41,6 +41,9 @@ public sealed class Weights
 
     public Context Context => _shared.Context;
 
+    /// <summary>The path of the module this scope loads, as Hugging Face names it ("model.text_model.layers.0.self_attn.q_proj").</summary>
+    public string ModuleName => _prefix.TrimEnd('.');
+
     /// <summary>The weights under <c>prefix.part.</c>.</summary>
     public Weights Sub(string part) => new(_shared, $"{_prefix}{part}.");
 

@@ -1,6 +1,7 @@
 using NativeVlm.Autograd;
 using NativeVlm.IO;
 using NativeVlm.Models;
+using NativeVlm.Nn;
 using NativeVlm.Tensors;
 using Xunit;
 using Xunit.Abstractions;
@@ -198,7 +199,7 @@ public class VisionTests(ITestOutputHelper output)
         (float[] pixels, int[] shape, byte[] mask) = ReadImages(model, prefix);
         (float[] frames, int frameCount, byte[] patchMask) =
             SiglipVisionModel.RealFramesAndPatchMask(pixels, shape, mask, m.Config.Vision.PatchSize);
-        Tensor qProj = m.Vision.Layers[0].SelfAttn.QProj.Weight, projection = m.Connector.ProjectionWeight;
+        Tensor qProj = ((DenseWeight)m.Vision.Layers[0].SelfAttn.QProj.Weight).Tensor, projection = ((DenseWeight)m.Connector.Projection.Weight).Tensor;
         qProj.RequiresGrad = true;
         projection.RequiresGrad = true;
 

@@ -1,0 +1,147 @@
+using NativeVlm.Autograd;
+using NativeVlm.Nn;
+using NativeVlm.Tensors;
+
+namespace NativeVlm.Adapters;
+
+/// <summary>
+/// One module's adapter as PEFT v0.13.2's lora.Linear computes it, with x' = dropout(x) (the
+/// identity unless the set is training with p &gt; 0) and s = alpha / r (alpha / √r with rsLoRA):
+/// <list type="bullet">
+/// <item>LoRA: y = base(x) + s·B·A·x'.</item>
+/// <item>DoRA (DoraLinearLayer): y = base(x) + (g − 1)·(x'·Wᵀ) + g·s·B·A·x' with
+/// g = m / ‖W + s·B·A‖ per output row. The norm is detached (DoRA paper §4.3), so no gradient flows
+/// through it; base(x) holds the bias, which DoRA leaves unscaled.</item>
+/// </list>
+/// Gradients reach A, B and m (and x); the base weight W stays frozen.
+/// </summary>
+public sealed class LoraAdapter : ILinearAdapter, IDisposable
+{
+    private readonly LoraAdapterSet _set;
+
+    internal LoraAdapter(LoraAdapterSet set, Linear module, int rank, float scaling, double dropout, Tensor a, Tensor b, Tensor? magnitude)
+    {
+        _set = set;
+        Module = module;
+        Rank = rank;
+        Scaling = scaling;
+        Dropout = dropout;
+        A = a;
+        B = b;
+        Magnitude = magnitude;
+    }
+
+    public Linear Module { get; }
+
+    public int Rank { get; }
+
+    /// <summary>s: alpha / r, or alpha / √r with rsLoRA.</summary>
+    public float Scaling { get; }
+
+    /// <summary>Dropout probability on the adapter's input while the set is training.</summary>
+    public double Dropout { get; }
+
+    /// <summary>lora_A.weight [r, in].</summary>
+    public Tensor A { get; }
+
+    /// <summary>lora_B.weight [out, r].</summary>
+    public Tensor B { get; }
+
+    /// <summary>lora_magnitude_vector [out]: DoRA's m; null for LoRA.</summary>
+    public Tensor? Magnitude { get; }
+
+    public bool IsEnabled => _set.Enabled;
+
+    /// <summary>The trainable tensors under PEFT's names relative to the module, in PEFT's order.</summary>
+    public IEnumerable<(string Name, Tensor Tensor)> NamedParameters =>
+        Magnitude == null
+            ? [("lora_A.weight", A), ("lora_B.weight", B)]
+            : [("lora_A.weight", A), ("lora_B.weight", B), ("lora_magnitude_vector", Magnitude)];
+
+    public Tensor Forward(Tensor x, Tensor baseOutput)
+    {
+        Tensor input = _set.Training && Dropout > 0 ? LoraDropout.Apply(x, Dropout, _set.DropoutRandom) : x;
+        Tensor down = Ops.Linear(input, A);                                               // (..., r)
+        if (Magnitude == null)
+        {
+            return Ops.Residual(baseOutput, Ops.Scale(Ops.Linear(down, B), Scaling));
+        }
+
+        // Both DoRA terms scale output feature j (by g_j − 1 and by g_j·s). Scaling row j of W and of B
+        // instead gives the same products and gradients with the ops there are:
+        // (g − 1)·(x'·Wᵀ) = x'·((g − 1)⊙W)ᵀ and g·s·(B·A·x') = (A·x')·((g·s)⊙B)ᵀ. The price is the
+        // [out, in] matrix (g − 1)⊙W, which the tape keeps, and its gradient in backward; a native
+        // column-scale op would scale the [..., out] outputs instead.
+        TensorScope scope = TensorScope.Current
+            ?? throw new InvalidOperationException("a DoRA forward runs inside a TensorScope (or a Tape) that owns its tensors");
+        Tensor w = Module.Weight.ToDense();                                               // (out, in), frozen
+        float[] norm = WeightNorm(w, A, B, Scaling);
+        long outFeatures = Module.OutFeatures;
+        // Constants of the tape (the detached norm); the backward of ScaleRows reads them.
+        Tensor negatedNorm = scope.Own(Tensor.FromArray(w.Context, norm.Select(n => -n).ToArray(), outFeatures));
+        Tensor inverseNorm = scope.Own(Tensor.FromArray(w.Context, norm.Select(n => 1f / n).ToArray(), outFeatures));
+        Tensor scaledInverseNorm = scope.Own(Tensor.FromArray(w.Context, norm.Select(n => Scaling / n).ToArray(), outFeatures));
+
+        // g − 1 = (m − ‖·‖) / ‖·‖ and g·s = m·s / ‖·‖, per output row.
+        Tensor gMinusOne = RowOps.ScaleRows(Ops.Residual(Magnitude, negatedNorm).Reshape(outFeatures, 1), inverseNorm).Reshape(outFeatures);
+        Tensor gTimesScaling = RowOps.ScaleRows(Magnitude.Reshape(outFeatures, 1), scaledInverseNorm).Reshape(outFeatures);
+        Tensor baseCorrection = Ops.Linear(input, RowOps.ScaleRows(w, gMinusOne));        // (..., out)
+        Tensor adapted = Ops.Linear(down, RowOps.ScaleRows(B, gTimesScaling));            // (..., out)
+        return Ops.Residual(Ops.Residual(baseOutput, baseCorrection), adapted);
+    }
+
+    /// <summary>‖W + s·B·A‖ per output row [out] for W [out, in], A [r, in], B [out, r]; detached: computed without recording, read on the host.</summary>
+    internal static float[] WeightNorm(Tensor w, Tensor a, Tensor b, float scaling)
+    {
+        using IDisposable noGrad = Tape.NoGrad();
+        using var scratch = new TensorScope();
+        Tensor combined = Ops.Residual(w, Ops.Scale(Ops.Matmul(b, a), scaling));        // (out, in)
+        return RowOps.SquaredRowNorms(combined).ToFloatArray().Select(MathF.Sqrt).ToArray();
+    }
+
+    /// <summary>
+    /// The base weight with the adapter folded in, as PEFT's merge computes it: W + s·B·A for LoRA,
+    /// m / ‖W + s·B·A‖ · (W + s·B·A) per row for DoRA. [out, in] row-major, on the host in double
+    /// precision rounded once to f32.
+    /// </summary>
+    public float[] MergedWeight()
+    {
+        float[] w;
+        using (var scope = new TensorScope())
+        {
+            w = Module.Weight.ToDense().ToFloatArray();
+        }
+        float[] a = A.ToFloatArray(), b = B.ToFloatArray();
+        float[]? m = Magnitude?.ToFloatArray();
+        int rows = (int)Module.OutFeatures, cols = (int)Module.InFeatures;
+        var merged = new float[w.Length];
+        var row = new double[cols];
+        for (int i = 0; i < rows; i++)
+        {
+            double squares = 0;
+            for (int j = 0; j < cols; j++)
+            {
+                double delta = 0;
+                for (int k = 0; k < Rank; k++)
+                {
+                    delta += (double)b[i * Rank + k] * a[k * cols + j];
+                }
+                row[j] = w[i * cols + j] + Scaling * delta;
+                squares += row[j] * row[j];
+            }
+            double factor = m == null ? 1 : m[i] / Math.Sqrt(squares);
+            for (int j = 0; j < cols; j++)
+            {
+                merged[i * cols + j] = (float)(factor * row[j]);
+            }
+        }
+        return merged;
+    }
+
+    public void Dispose()
+    {
+        A.Dispose();
+        B.Dispose();
+        Magnitude?.Dispose();
+    }
+}
