@@ -3,6 +3,7 @@ using CommandLine;
 using NativeVlm.Adapters;
 using NativeVlm.Checks;
 using NativeVlm.Models;
+using NativeVlm.Quantization;
 using NativeVlm.Tensors;
 
 namespace NativeVlm.Cli;
@@ -21,6 +22,12 @@ public sealed class CompareOptions
 
     [Option("adapter", HelpText = "PEFT LoRA/DoRA adapter folder (adapter_config.json, adapter_model.safetensors) to apply; the expected tensors compared are then those named adapter.* (logits, next_token_logprobs, loss).")]
     public string? Adapter { get; set; }
+
+    [Option("expected-prefix", HelpText = "Compare only the expected tensors named PREFIX.<output> (e.g. merged.); default adapter. with --adapter, else every tensor.")]
+    public string? ExpectedPrefix { get; set; }
+
+    [Option("quant", Default = BaseWeightQuantization.None, HelpText = "none, or nf4: quantise the Linear base weights at load time (QLoRA's NF4 with double quantisation) and print the memory saved.")]
+    public BaseWeightQuantization Quant { get; set; }
 
     [Option("rtol", Default = 1e-4, HelpText = "Largest ‖out − ref‖ / ‖ref‖ that passes.")]
     public double Rtol { get; set; }
@@ -46,9 +53,13 @@ public static class CompareCommand
         }
         var clock = Stopwatch.StartNew();
         using Context ctx = Context.Create(options.Device);
-        using Idefics3Model model = Idefics3Model.Load(options.Model, ctx);
-        Console.WriteLine($"loaded {options.Model} ({model.Parameters.Sum(p => p.ElementCount):N0} parameters, " +
+        using Idefics3Model model = Idefics3Model.Load(options.Model, ctx, options.Quant);
+        Console.WriteLine($"loaded {options.Model} ({Idefics3Model.ParameterCount(model.Config):N0} parameters, " +
             $"text {model.Config.Text.ModelType}) in {clock.Elapsed.TotalSeconds:F1} s");
+        if (model.Quantization != null)
+        {
+            Console.WriteLine(model.Quantization);
+        }
         using LoraAdapterSet? adapters = options.Adapter == null ? null : LoraAdapterSet.Load(model.Linears, options.Adapter);
         if (adapters != null)
         {
@@ -57,7 +68,7 @@ public static class CompareCommand
         }
 
         ReferenceComparison.Result result = ReferenceComparison.Run(model, options.Inputs, options.Expected,
-            new ComparisonTolerances(options.Atol, options.Rtol, options.LossAtol), outputPrefix: adapters == null ? "" : "adapter.");
+            new ComparisonTolerances(options.Atol, options.Rtol, options.LossAtol), outputPrefix: options.ExpectedPrefix ?? (adapters == null ? "" : "adapter."));
 
         int width = Math.Max(6, result.Compared.Max(c => c.Name.Length));
         Console.WriteLine($"{"tensor".PadRight(width)}  {"compared",9}  {"max abs err",11}  {"rel err",9}  result");

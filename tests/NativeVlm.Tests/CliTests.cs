@@ -22,7 +22,7 @@ public class CliTests
         throw new FileNotFoundException($"nativevlm.dll ({configuration}/{framework}) not found above {testDir.FullName}");
     }
 
-    private static (int ExitCode, string Output) RunHost(params string[] args)
+    internal static (int ExitCode, string Output) RunHost(params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(HostPath());

@@ -29,11 +29,15 @@ public sealed record PeftParameterCounts(long Trainable, long All)
         return new PeftParameterCounts(trainable, Idefics3Model.ParameterCount(model) + trainable);
     }
 
-    /// <summary>The counts of a built model and the adapters on it.</summary>
+    /// <summary>
+    /// The counts of a built model and the adapters on it. The base count comes from the model's
+    /// config, not its tensors: an NF4 weight's tensors hold packed codes and quantisation state,
+    /// not one element per parameter.
+    /// </summary>
     public static PeftParameterCounts Of(Idefics3Model model, LoraAdapterSet adapters)
     {
         long trainable = adapters.Parameters.Sum(p => p.ElementCount);
-        return new PeftParameterCounts(trainable, model.Parameters.Sum(p => p.ElementCount) + trainable);
+        return new PeftParameterCounts(trainable, Idefics3Model.ParameterCount(model.Config) + trainable);
     }
 
     public double TrainablePercent => 100.0 * Trainable / All;

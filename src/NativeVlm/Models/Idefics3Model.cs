@@ -1,6 +1,7 @@
 using NativeVlm.Autograd;
 using NativeVlm.IO;
 using NativeVlm.Nn;
+using NativeVlm.Quantization;
 using NativeVlm.Tensors;
 
 namespace NativeVlm.Models;
@@ -46,12 +47,61 @@ public sealed class Idefics3Model : IDisposable
     /// </summary>
     public IReadOnlyList<Linear> Linears { get; }
 
-    /// <summary>Loads config.json and the (sharded) safetensors of a snapshot folder into <paramref name="context"/>.</summary>
-    public static Idefics3Model Load(string snapshotDir, Context context)
+    /// <summary>
+    /// Loads config.json and the (sharded) safetensors of a snapshot folder into <paramref name="context"/>,
+    /// then quantises the Linear base weights as <paramref name="quantization"/> says (see <see cref="QuantizeLinears"/>).
+    /// </summary>
+    public static Idefics3Model Load(string snapshotDir, Context context, BaseWeightQuantization quantization = BaseWeightQuantization.None)
     {
         Idefics3Config config = Idefics3Config.Load(Path.Combine(snapshotDir, Idefics3Config.FileName));
-        using SafeTensorsReader reader = SafeTensorsReader.Open(snapshotDir);
-        return Load(new Weights(reader, context), config);
+        Idefics3Model model;
+        using (SafeTensorsReader reader = SafeTensorsReader.Open(snapshotDir))
+        {
+            model = Load(new Weights(reader, context), config);
+        }
+        if (quantization == BaseWeightQuantization.Nf4)
+        {
+            try
+            {
+                model.QuantizeLinears();
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        }
+        return model;
+    }
+
+    /// <summary>What <see cref="QuantizeLinears"/> saved; null while the base weights are dense.</summary>
+    public QuantizationReport? Quantization { get; private set; }
+
+    /// <summary>
+    /// Replaces the dense base weight of every Linear module in <see cref="Linears"/> by its NF4 form, as
+    /// transformers' bitsandbytes 4-bit loading does for a QLoRA model: it converts every nn.Linear except
+    /// the modules get_keys_to_not_convert returns (the output embedding lm_head and weights tied to it)
+    /// and those in llm_int8_skip_modules (empty by default), and Idefics3 declares no
+    /// _keep_in_fp32_modules. So the vision tower's q/k/v/out_proj and fc1/fc2, the connector's
+    /// projection and every decoder projection are quantised; the LM head, the embeddings, the
+    /// patch-embedding convolution and the norms stay f32. Returns (and keeps) the bytes saved.
+    /// </summary>
+    public QuantizationReport QuantizeLinears()
+    {
+        if (Quantization != null)
+        {
+            throw new InvalidOperationException("the base weights are already quantised");
+        }
+        long before = 0, after = 0;
+        foreach (Linear linear in Linears)
+        {
+            Nf4LinearWeight quantized = Nf4LinearWeight.Quantize(linear.Weight.ToDense());
+            before += linear.OutFeatures * linear.InFeatures * sizeof(float);
+            after += quantized.Weight.ByteCount;
+            linear.ReplaceWeight(quantized);
+        }
+        Quantization = new QuantizationReport(Linears.Count, before, after);
+        return Quantization;
     }
 
     /// <summary>Builds the model from <paramref name="weights"/>; every tensor problem is reported at once.</summary>
