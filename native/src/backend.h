@@ -1,7 +1,7 @@
 /*
  * The interface every backend implements: raw memory plus one method per op of nvlm.h.
  *
- * api.cpp validates arguments (null handles, sizes, buffer capacities, contexts) and then calls
+ * The api*.cpp exports validate arguments (null handles, sizes, buffer capacities, contexts) and then calls
  * these methods with raw data pointers of the context's device, so a backend trusts its
  * arguments except for data-dependent checks (token ids, targets, row indices) that only it can
  * read.

@@ -2,7 +2,7 @@
  * The CPU backend's ops: the fp32 reference definition of every op in nvlm.h.
  *
  * Arguments follow llm.c: outputs, inputs, sizes, scalars; shapes are those of nvlm.h. Inputs
- * are already validated by api.cpp; the ops that read ids, targets or row indices check them and
+ * are already validated by the api*.cpp exports; the ops that read ids, targets or row indices check them and
  * return a status, the others cannot fail. A null gradient output is skipped; gradients are added
  * to.
  */
