@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or a meaning below changes; the C# side refuses a mismatch. */
-#define NVLM_ABI_VERSION 3
+#define NVLM_ABI_VERSION 4
 
 typedef enum nvlm_status {
     NVLM_OK = 0,
@@ -91,6 +91,10 @@ NVLM_API nvlm_status nvlm_context_destroy(nvlm_context* ctx);
 NVLM_API nvlm_status nvlm_context_synchronize(nvlm_context* ctx);
 NVLM_API nvlm_status nvlm_context_memory_stats(nvlm_context* ctx, nvlm_memory_stats* stats);
 NVLM_API nvlm_status nvlm_context_reset_peak(nvlm_context* ctx);
+/* Named ranges for profilers (NVTX on CUDA, shown by Nsight Systems; nothing on CPU), nested per
+ * context: the C# graph opens one per layer and per op. name is copied. */
+NVLM_API nvlm_status nvlm_range_push(nvlm_context* ctx, const char* name);
+NVLM_API nvlm_status nvlm_range_pop(nvlm_context* ctx);
 
 NVLM_API nvlm_status nvlm_buffer_alloc(nvlm_context* ctx, int64_t nbytes, nvlm_buffer** out);
 /* A null buf is a no-op. */

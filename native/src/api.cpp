@@ -113,6 +113,23 @@ NVLM_API nvlm_status nvlm_context_reset_peak(nvlm_context* ctx) {
     });
 }
 
+NVLM_API nvlm_status nvlm_range_push(nvlm_context* ctx, const char* name) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        if (name == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: name is null", fn);
+        ctx->backend->range_push(name);
+        return NVLM_OK;
+    });
+}
+
+NVLM_API nvlm_status nvlm_range_pop(nvlm_context* ctx) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        ctx->backend->range_pop();
+        return NVLM_OK;
+    });
+}
+
 NVLM_API nvlm_status nvlm_buffer_alloc(nvlm_context* ctx, int64_t nbytes, nvlm_buffer** out) {
     return guarded(__func__, [&](const char* fn) {
         if (out == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: out is null", fn);

@@ -38,6 +38,10 @@ public:
     virtual nvlm_status zero(void* dst, size_t nbytes) = 0;
     virtual nvlm_status synchronize() = 0;
 
+    // ---- profiler ranges (nvlm_range_push/pop); nothing by default ----
+    virtual void range_push(const char* /*name*/) {}
+    virtual void range_pop() {}
+
     // ---- dense algebra ----
     virtual nvlm_status matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k,
                                bool trans_a, bool trans_b, float alpha, float beta);

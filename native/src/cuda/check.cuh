@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include "../error.h"
@@ -16,6 +17,15 @@ inline nvlm_status check(cudaError_t error, const char* op, const char* call) {
     if (error == cudaSuccess) return NVLM_OK;
     const nvlm_status code = error == cudaErrorMemoryAllocation ? NVLM_ERR_OUT_OF_MEMORY : NVLM_ERR_DEVICE;
     return fail(code, "%s: %s failed: %s (%s)", op, call, cudaGetErrorName(error), cudaGetErrorString(error));
+}
+
+// CUBLAS_STATUS_* as text (cuBLAS 11 has no cublasGetStatusName).
+const char* cublas_status_name(cublasStatus_t status);
+
+// A cuBLAS call's failure as NVLM_ERR_DEVICE naming the export and the call.
+inline nvlm_status check(cublasStatus_t status, const char* op, const char* call) {
+    if (status == CUBLAS_STATUS_SUCCESS) return NVLM_OK;
+    return fail(NVLM_ERR_DEVICE, "%s: %s failed: %s", op, call, cublas_status_name(status));
 }
 
 }  // namespace nvlm::cuda

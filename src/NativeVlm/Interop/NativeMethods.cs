@@ -23,6 +23,8 @@ internal static partial class NativeMethods
     [LibraryImport(Library)] internal static partial int nvlm_context_synchronize(ContextHandle ctx);
     [LibraryImport(Library)] internal static partial int nvlm_context_memory_stats(ContextHandle ctx, out MemoryStats stats);
     [LibraryImport(Library)] internal static partial int nvlm_context_reset_peak(ContextHandle ctx);
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)] internal static partial int nvlm_range_push(ContextHandle ctx, string name);
+    [LibraryImport(Library)] internal static partial int nvlm_range_pop(ContextHandle ctx);
 
     [LibraryImport(Library)] internal static partial int nvlm_buffer_alloc(ContextHandle ctx, long nbytes, out BufferHandle buf);
     [LibraryImport(Library)] internal static partial int nvlm_buffer_free(IntPtr buf);
@@ -178,7 +180,7 @@ public struct MemoryStats
 internal static class Native
 {
     /// <summary>The NVLM_ABI_VERSION this assembly was written against.</summary>
-    internal const int AbiVersion = 3;
+    internal const int AbiVersion = 4;
 
     private static readonly Lazy<int> LoadedAbi = new(NativeMethods.nvlm_abi_version);
 
