@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# tools/gpu-check.sh — the one command of a GPU machine: builds the CUDA library for this GPU, runs the
+# CUDA-vs-CPU parity suite, times every op, measures PyTorch's figures on the same GPU, and writes a report.
+#
+#   tools/gpu-check.sh [--no-parity] [--no-bench] [--no-aot] [--no-reference] [--no-dpo] [--time-limit S]
+#
+# Stages, each logged to a file under $OUT and each allowed to fail without stopping the rest:
+#   configure   CMake in build/gpu: -DNVLM_CUDA_ARCHITECTURES=<this GPU's, e.g. 90-real; else native>,
+#               -DNVLM_USE_BLAS=OFF, nvcc from PATH or /usr/local/cuda/bin
+#   build-*     the library, then nvlm_test_backend_ops, then nvlm_bench_ops, with all cores
+#   parity      build/gpu/nvlm_test_backend_ops --markdown $OUT/parity.md (exit 77: no CUDA device)
+#   bench       build/gpu/nvlm_bench_ops --device cuda --json $OUT/bench.json
+#   aot-*       when build/aot/nativevlm exists (a NativeAOT host carried from the CPU machine), with
+#               NVLM_NATIVE_LIB=build/gpu/libnvlm.so: compare against transformers on
+#               tests/fixtures/tiny-idefics3 (without and with the DoRA adapter) and a 256M forward bench
+#   reference   tools/gpu_reference.py: cuBLAS bf16 and copy ceilings, PyTorch SDPA, transformers + peft DPO step
+#   report      tools/gpu_report.py: $OUT/gpu-check.md, printed compact to stdout at the end
+# --no-X skips a stage (--no-dpo keeps the reference but leaves out its DPO step); --time-limit S (default
+# 570) is the budget of the whole run: stages get shorter timeouts near its end, and are skipped past it,
+# so that the report is always written.
+#
+# Output under $OUT (default build/gpu-check/): gpu-check.md, machine.txt, stages.tsv, parity.md,
+# bench.json, reference.json and one .log per stage.
+# Exit status: 0 when every stage that ran succeeded (the parity suite passing included), 1 otherwise.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+OUT=${OUT:-$ROOT/build/gpu-check}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+BUILD=$ROOT/build/gpu
+AOT_HOST=$ROOT/build/aot/nativevlm
+
+run_parity=1 run_bench=1 run_aot=1 run_reference=1 reference_args=() TIME_LIMIT=570
+while (( $# > 0 )); do
+  case $1 in
+    --no-parity) run_parity=0 ;;
+    --no-bench) run_bench=0 ;;
+    --no-aot) run_aot=0 ;;
+    --no-reference) run_reference=0 ;;
+    --no-dpo) reference_args+=(--skip-dpo) ;;
+    --time-limit) TIME_LIMIT=$2; shift ;;
+    *) echo "usage: tools/gpu-check.sh [--no-parity] [--no-bench] [--no-aot] [--no-reference] [--no-dpo] [--time-limit S]" >&2
+       exit 2 ;;
+  esac
+  shift
+done
+
+REPORT_RESERVE=20  # seconds kept for the report
+START=$SECONDS
+failures=0
+: > "$OUT/stages.tsv"
+
+log() { printf '[%s +%3ds] %s\n' "$(date +%H:%M:%S)" $((SECONDS - START)) "$*"; }
+
+# record STAGE STATUS SECONDS LOG DETAIL: one line of stages.tsv (read by gpu_report.py).
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$OUT/stages.tsv"; }
+
+# skip STAGE REASON: a stage that did not run on purpose.
+skip() { record "$1" skipped 0 "" "$2"; log "$1: skipped ($2)"; }
+
+# run_stage STAGE MAX_SECONDS LOG CMD...: CMD with its output in $OUT/LOG, under a timeout of MAX_SECONDS
+# (less when --time-limit is near); the result goes to stages.tsv. Returns CMD's exit status.
+run_stage() {
+  local stage=$1 max=$2 logfile=$3; shift 3
+  local left=$(( TIME_LIMIT - (SECONDS - START) - REPORT_RESERVE ))
+  local limit=$(( max < left ? max : left ))
+  if (( limit < 15 )); then
+    record "$stage" failed 0 "" "out of time (--time-limit $TIME_LIMIT)"
+    log "$stage: not run, out of time"
+    failures=$((failures + 1))
+    return 124
+  fi
+  log "$stage: $* (timeout ${limit}s, log $logfile)"
+  local began=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" > "$OUT/$logfile" 2>&1
+  local rc=$?
+  local took=$((SECONDS - began)) status=ok detail=""
+  case $rc in
+    0) ;;
+    77) status=failed detail="no CUDA device (exit 77)" ;;
+    124|137) status=timeout detail="killed after ${limit}s" ;;
+    *) status=failed detail="exit $rc" ;;
+  esac
+  (( rc == 0 )) || failures=$((failures + 1))
+  record "$stage" "$status" "$took" "$logfile" "$detail"
+  log "$stage: $status${detail:+ ($detail)} in ${took}s"
+  return $rc
+}
+
+# ---- machine -----------------------------------------------------------------------------------
+NVCC=$(command -v nvcc || true)
+[[ -z $NVCC && -x /usr/local/cuda/bin/nvcc ]] && NVCC=/usr/local/cuda/bin/nvcc
+if [[ -n $NVCC ]]; then
+  export PATH="$(dirname "$NVCC"):$PATH" CUDACXX=$NVCC
+fi
+compute_cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')
+ARCH=${compute_cap:+${compute_cap}-real}
+ARCH=${ARCH:-native}
+{
+  echo "gpu: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | head -n1 || echo 'nvidia-smi failed')"
+  echo "compute capability: $(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1) (built for $ARCH)"
+  echo "driver: $(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1)"
+  echo "cuda (driver): $(nvidia-smi 2>/dev/null | grep -o 'CUDA Version: [0-9.]*' | head -n1 | cut -d' ' -f3)"
+  echo "nvcc: ${NVCC:-not found} $([[ -n $NVCC ]] && "$NVCC" --version | grep -i release)"
+  echo "cmake: $(cmake --version 2>/dev/null | head -n1)"
+  echo "c++: $(c++ --version 2>/dev/null | head -n1)"
+  echo "python: $(python3 --version 2>&1)"
+  echo "cpu cores: $(nproc)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
+} > "$OUT/machine.txt"
+log "machine: $(head -n1 "$OUT/machine.txt"); building for $ARCH; output in $OUT"
+
+# ---- build -------------------------------------------------------------------------------------
+if run_stage configure 180 configure.log \
+     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DNVLM_CUDA=ON -DNVLM_USE_BLAS=OFF \
+       "-DNVLM_CUDA_ARCHITECTURES=$ARCH"; then
+  if ! grep -q "nvlm: CUDA backend with nvcc" "$OUT/configure.log"; then
+    record configure-cuda failed 0 configure.log "CMake found no CUDA compiler: the library has no CUDA backend"
+    log "configure: no CUDA backend (nvcc: ${NVCC:-not found})"
+    failures=$((failures + 1))
+  fi
+fi
+jobs=$(nproc)
+run_stage build-nvlm 420 build-nvlm.log cmake --build "$BUILD" --target nvlm -j "$jobs"
+(( run_parity )) && run_stage build-parity 240 build-parity.log cmake --build "$BUILD" --target nvlm_test_backend_ops -j "$jobs"
+(( run_bench )) && run_stage build-bench 120 build-bench.log cmake --build "$BUILD" --target nvlm_bench_ops -j "$jobs"
+
+# ---- parity and kernels ------------------------------------------------------------------------
+if (( ! run_parity )); then
+  skip parity "--no-parity"
+elif [[ -x $BUILD/nvlm_test_backend_ops ]]; then
+  run_stage parity 240 parity.log "$BUILD/nvlm_test_backend_ops" --markdown "$OUT/parity.md"
+  log "parity: $(grep -v '^[[:space:]]*$' "$OUT/parity.log" 2>/dev/null | tail -n1)"
+else
+  record parity failed 0 "" "build/gpu/nvlm_test_backend_ops was not built"
+  failures=$((failures + 1))
+fi
+
+if (( ! run_bench )); then
+  skip bench "--no-bench"
+elif [[ -x $BUILD/nvlm_bench_ops ]]; then
+  run_stage bench 180 bench.log "$BUILD/nvlm_bench_ops" --device cuda --json "$OUT/bench.json"
+else
+  record bench failed 0 "" "build/gpu/nvlm_bench_ops was not built"
+  failures=$((failures + 1))
+fi
+
+# ---- the NativeAOT host --------------------------------------------------------------------------
+fixtures=$ROOT/tests/fixtures
+if (( ! run_aot )); then
+  skip aot "--no-aot"
+elif [[ ! -x $AOT_HOST ]]; then
+  skip aot "build/aot/nativevlm absent (carry a NativeAOT host published on the CPU machine to run it)"
+elif [[ ! -f $BUILD/libnvlm.so ]]; then
+  record aot failed 0 "" "build/gpu/libnvlm.so was not built"
+  failures=$((failures + 1))
+else
+  host=(env "NVLM_NATIVE_LIB=$BUILD/libnvlm.so" "$AOT_HOST")
+  run_stage aot-compare 120 aot-compare.log "${host[@]}" compare --device cuda --model "$fixtures/tiny-idefics3" \
+    --inputs "$fixtures/tiny-idefics3/inputs.safetensors" --expected "$fixtures/tiny-idefics3/outputs.safetensors"
+  run_stage aot-compare-dora 120 aot-compare-dora.log "${host[@]}" compare --device cuda \
+    --model "$fixtures/tiny-idefics3" --adapter "$fixtures/tiny-idefics3-dora" \
+    --inputs "$fixtures/tiny-idefics3/inputs.safetensors" --expected "$fixtures/tiny-idefics3-dora/dpo_outputs.safetensors"
+  run_stage aot-bench 120 aot-bench.log "${host[@]}" bench --device cuda --config "$ROOT/tools/configs/smolvlm-256m-instruct.json"
+fi
+
+# ---- PyTorch on the same GPU ---------------------------------------------------------------------
+if (( run_reference )); then
+  run_stage reference 300 reference.log python3 "$ROOT/tools/gpu_reference.py" --output "$OUT/reference.json" \
+    ${reference_args[@]+"${reference_args[@]}"}
+else
+  skip reference "--no-reference"
+fi
+
+# ---- report --------------------------------------------------------------------------------------
+log "report: $OUT/gpu-check.md (failing stages: $failures)"
+echo
+if ! python3 "$ROOT/tools/gpu_report.py" --dir "$OUT" --compact; then
+  echo "gpu_report.py failed; stages:"
+  cat "$OUT/stages.tsv"
+  failures=$((failures + 1))
+fi
+log "done: $failures failing stage(s)"
+(( failures == 0 ))
