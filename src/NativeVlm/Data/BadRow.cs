@@ -20,6 +20,21 @@ public enum BadRowReason
 
     /// <summary>The image items in the messages do not match the row's images one for one.</summary>
     ImageCountMismatch,
+
+    /// <summary>An image's bytes that cannot be decoded (corrupt, truncated, of another kind, over the pixel limit) or processed.</summary>
+    UndecodableImage,
+
+    /// <summary>A DPO prompt, image tokens included, longer than max_prompt_length: truncating it would cut image tokens.</summary>
+    PromptOverMaxPromptLength,
+
+    /// <summary>A DPO prompt, image tokens included, that fills max_length and leaves no room for a completion token.</summary>
+    PromptOverMaxLength,
+
+    /// <summary>An SFT conversation whose image tokens reach past max_length: truncating it would cut them.</summary>
+    ImageTokensOverMaxLength,
+
+    /// <summary>An SFT conversation that, truncated to max_length, keeps no token the loss counts.</summary>
+    NoLossTokenWithinMaxLength,
 }
 
 /// <summary>Where a row comes from: the file and the row's 0-based index inside that file.</summary>

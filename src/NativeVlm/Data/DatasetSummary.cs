@@ -42,6 +42,11 @@ public sealed class DatasetSummary
         BadRowReason.EmptyCompletion => "empty completion",
         BadRowReason.MissingImage => "missing image",
         BadRowReason.ImageCountMismatch => "image count mismatch",
+        BadRowReason.UndecodableImage => "undecodable image",
+        BadRowReason.PromptOverMaxPromptLength => "prompt with its image tokens over max_prompt_length",
+        BadRowReason.PromptOverMaxLength => "prompt with its image tokens leaves no room within max_length",
+        BadRowReason.ImageTokensOverMaxLength => "image tokens past max_length",
+        BadRowReason.NoLossTokenWithinMaxLength => "no loss token within max_length",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 }
