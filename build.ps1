@@ -1,8 +1,10 @@
 # NativeVlm build entry point for Windows (PowerShell 7+). Same verbs as build.sh:
-#   ./build.ps1 test | demo | native
+#   ./build.ps1 test | demo | native | aot
+# aot publishes the console host with NativeAOT for this machine (build/aot/nativevlm.exe, no .NET needed
+# to run it), with build/native/nvlm.dll next to it when that is built.
 # Needs CMake, a C++17 compiler (MSVC), the .NET 10 SDK; OpenBLAS and the CUDA toolkit are used when
 # CMake finds them (the CPU backend falls back to its own GEMM without OpenBLAS).
-param([Parameter(Mandatory = $true)][ValidateSet('test', 'demo', 'native')][string]$Verb,
+param([Parameter(Mandatory = $true)][ValidateSet('test', 'demo', 'native', 'aot')][string]$Verb,
       [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
 $ErrorActionPreference = 'Stop'
 $Root = $PSScriptRoot
@@ -24,6 +26,20 @@ function Build-Native {
     }
 }
 
+function Publish-Aot {
+    $rid = [System.Runtime.InteropServices.RuntimeInformation]::RuntimeIdentifier
+    Remove-Item "$Root/build/aot" -Recurse -Force -ErrorAction SilentlyContinue
+    Invoke-Checked { dotnet publish "$Root/src/NativeVlm.Cli/NativeVlm.Cli.csproj" -c $Configuration -r $rid `
+        -p:PublishAot=true -o "$Root/build/aot" -nologo -v quiet }
+    # The host looks for the library next to itself first, so the folder can travel as it is.
+    if (Test-Path "$Root/build/native/nvlm.dll") {
+        Copy-Item "$Root/build/native/nvlm.dll" "$Root/build/aot/" -Force
+    } else {
+        Write-Warning "build/native/nvlm.dll is not built; build/aot/nativevlm.exe will need NVLM_NATIVE_LIB"
+    }
+    Get-ChildItem "$Root/build/aot"
+}
+
 function Build-Managed { Invoke-Checked { dotnet build "$Root/NativeVlm.sln" -c $Configuration -nologo -v quiet } }
 
 switch ($Verb) {
@@ -33,6 +49,7 @@ switch ($Verb) {
         Invoke-Checked { dotnet test "$Root/NativeVlm.sln" -c $Configuration --no-build -nologo `
             --logger 'trx;LogFileName=results.trx' --results-directory "$Root/build/test-results" }
     }
+    'aot' { Publish-Aot }
     'demo' {
         Build-Native; Build-Managed
         Invoke-Checked { dotnet "$Root/src/NativeVlm.Cli/bin/$Configuration/net10.0/nativevlm.dll" demo @Rest }

@@ -36,7 +36,11 @@ public sealed class Idefics3Connector : IDisposable
     /// </summary>
     public Tensor Forward(Tensor visionHidden, Trace? trace = null)
     {
-        Tensor projected = Projection.Forward(Ops.PixelShuffle(visionHidden, _scaleFactor));
+        Tensor projected;
+        using (visionHidden.Context.Range("connector"))
+        {
+            projected = Projection.Forward(Ops.PixelShuffle(visionHidden, _scaleFactor));
+        }
         trace?.Invoke("connector.image_hidden_states", projected);
         return projected;
     }

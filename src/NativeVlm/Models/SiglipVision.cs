@@ -357,7 +357,10 @@ public sealed class SiglipVisionModel : IDisposable
             trace?.Invoke("vision.embeddings", h);
             for (int i = 0; i < Layers.Count; i++)
             {
-                h = Layers[i].Forward(h, keyMask);
+                using (ctx.Range($"vision.layers.{i}"))
+                {
+                    h = Layers[i].Forward(h, keyMask);
+                }
                 trace?.Invoke($"vision.layer_output.{i}", h);
             }
             h = PostLayernorm.Forward(h);

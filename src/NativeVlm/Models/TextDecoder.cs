@@ -287,7 +287,11 @@ public sealed class TextDecoder : IDisposable
             for (int i = 0; i < _layers.Length; i++)
             {
                 TextDecoderLayer layer = _layers[i];
-                h = GradientCheckpointing ? Checkpoint.Run(x => layer.Forward(x, inputs), h) : layer.Forward(h, inputs);
+                // Forward only: a checkpointed layer's rerun happens in backward, outside this range.
+                using (inputsEmbeds.Context.Range($"text.layers.{i}"))
+                {
+                    h = GradientCheckpointing ? Checkpoint.Run(x => layer.Forward(x, inputs), h) : layer.Forward(h, inputs);
+                }
                 if (i < _layers.Length - 1)
                 {
                     trace?.Invoke($"text.hidden_states.{i + 1}", h);

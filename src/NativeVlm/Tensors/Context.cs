@@ -74,8 +74,37 @@ public sealed class Context : IDisposable
 
     public void Synchronize() => Native.Check(NativeMethods.nvlm_context_synchronize(Handle));
 
+    /// <summary>
+    /// Opens a named profiler range on this context's stream (NVTX on CUDA, shown by Nsight Systems;
+    /// nothing on the CPU) that closes when the result is disposed: <c>using (ctx.Range("text.layers.3")) { ... }</c>.
+    /// Ranges nest. The models open them around their forward code only: backward runs later, from
+    /// the tape, outside every range.
+    /// </summary>
+    public ProfileRange Range(string name)
+    {
+        Native.Check(NativeMethods.nvlm_range_push(Handle, name));
+        return new ProfileRange(this);
+    }
+
     public override string ToString() => Kind == DeviceKind.Cpu ? "cpu" : $"cuda:{DeviceIndex}";
 
     /// <summary>Releases this reference; the native context lives on until its last buffer is freed.</summary>
     public void Dispose() => Handle.Dispose();
+}
+
+/// <summary>An open <see cref="Context.Range"/>; Dispose pops it.</summary>
+public readonly struct ProfileRange : IDisposable
+{
+    // Null in default(ProfileRange), which never pushed anything.
+    private readonly Context? _context;
+
+    internal ProfileRange(Context context) => _context = context;
+
+    public void Dispose()
+    {
+        if (_context != null)
+        {
+            Native.Check(NativeMethods.nvlm_range_pop(_context.Handle));
+        }
+    }
 }
