@@ -198,7 +198,18 @@ public sealed class Idefics3Model : IDisposable
     /// The decoder's final-normed hidden states [batch, seq, text hidden] for <paramref name="inputs"/>;
     /// tensors belong to the current scope.
     /// </summary>
-    public Tensor Forward(Idefics3Inputs inputs, Trace? trace = null)
+    public Tensor Forward(Idefics3Inputs inputs, Trace? trace = null) =>
+        Forward(inputs, inputs.PixelValues != null ? ImageFeatures(inputs, trace) : null, featureRows: null, trace);
+
+    /// <summary>
+    /// <see cref="Forward(Idefics3Inputs, Trace?)"/> with the image features computed elsewhere (by
+    /// <see cref="ImageFeatures"/>, possibly of other inputs), so rows can share one encoding: DPO's
+    /// chosen and rejected rows of a pair encode their image once. <paramref name="imageFeatures"/> is
+    /// [n, text hidden]; <paramref name="featureRows"/>[i] is the row of it that replaces the embedding of
+    /// the i-th image token of inputs.InputIds (row-major), or null for rows 0, 1, … in order. Each use of a
+    /// feature row adds its gradient into <paramref name="imageFeatures"/>' gradient. inputs' pixels are not read.
+    /// </summary>
+    public Tensor Forward(Idefics3Inputs inputs, Tensor? imageFeatures, int[]? featureRows, Trace? trace = null)
     {
         Context ctx = LmHead.Context;
         TensorScope scope = TensorScope.Current
@@ -210,9 +221,24 @@ public sealed class Idefics3Model : IDisposable
 
         int[] imagePositions = inputs.InputIds.Select((id, i) => (id, i)).Where(p => p.id == Config.ImageTokenId)
             .Select(p => p.i).ToArray();
-        if (inputs.PixelValues != null)
+        if (imageFeatures != null)
         {
-            Tensor features = ImageFeatures(inputs, trace);                           // (frames·image_seq_len, hidden)
+            Tensor features = imageFeatures;
+            if (featureRows != null)
+            {
+                if (featureRows.Length != imagePositions.Length)
+                {
+                    throw new ArgumentException(
+                        $"input_ids hold {imagePositions.Length} image tokens (id {Config.ImageTokenId}) but {featureRows.Length} feature rows were given");
+                }
+                int bad = Array.FindIndex(featureRows, r => r < 0 || r >= imageFeatures.Dim(0));
+                if (bad >= 0)
+                {
+                    throw new ArgumentException($"feature row {featureRows[bad]} (image token {bad}) is outside the {imageFeatures.Dim(0)} image features");
+                }
+                Tensor rows = scope.Own(Tensor.FromArray(ctx, featureRows, featureRows.Length));
+                features = Ops.Embedding(imageFeatures, rows);                       // (image tokens, hidden); backward scatter-adds
+            }
             if (features.Dim(0) != imagePositions.Length)
             {
                 throw new ArgumentException(
@@ -246,18 +272,34 @@ public sealed class Idefics3Model : IDisposable
     }
 
     /// <summary>logits = hidden · lm_headᵀ: [batch, seq, vocab]. Only for short inputs: it holds the whole vocabulary.</summary>
-    public Tensor Logits(Tensor hidden) => Ops.Linear(hidden, LmHead);
+    public Tensor Logits(Tensor hidden)
+    {
+        using (LmHead.Context.Range("lm_head"))
+        {
+            return Ops.Linear(hidden, LmHead);
+        }
+    }
 
     /// <summary>
     /// log_softmax(logits[b, t])[input_ids[b, t + 1]] for t &lt; seq − 1, as [batch, seq] with 0 in the
     /// last column, computed in vocabulary chunks (no [tokens, vocab] matrix).
     /// </summary>
-    public Tensor NextTokenLogProbs(Tensor hidden, Idefics3Inputs inputs) =>
-        Ops.LmLogProb(hidden, LmHead, ShiftedTargets(inputs.InputIds, inputs));
+    public Tensor NextTokenLogProbs(Tensor hidden, Idefics3Inputs inputs)
+    {
+        using (LmHead.Context.Range("lm_head.log_probs"))
+        {
+            return Ops.LmLogProb(hidden, LmHead, ShiftedTargets(inputs.InputIds, inputs));
+        }
+    }
 
     /// <summary>transformers' causal-LM loss: mean cross-entropy of labels[t + 1] given tokens ≤ t.</summary>
-    public Tensor Loss(Tensor hidden, Idefics3Inputs inputs) =>
-        Ops.CrossEntropy(hidden, LmHead, ShiftedTargets(inputs.Labels ?? throw new ArgumentException("the inputs have no labels"), inputs));
+    public Tensor Loss(Tensor hidden, Idefics3Inputs inputs)
+    {
+        using (LmHead.Context.Range("lm_head.loss"))
+        {
+            return Ops.CrossEntropy(hidden, LmHead, ShiftedTargets(inputs.Labels ?? throw new ArgumentException("the inputs have no labels"), inputs));
+        }
+    }
 
     /// <summary>targets[b, t] = source[b, t + 1]; the last position of every row is ignored (−100).</summary>
     private Tensor ShiftedTargets(int[] source, Idefics3Inputs inputs)

@@ -1,10 +1,12 @@
 using NativeVlm.Adapters;
-using NativeVlm.Autograd;
+using NativeVlm.Batches;
 using NativeVlm.Checks;
 using NativeVlm.IO;
 using NativeVlm.Models;
 using NativeVlm.Nn;
 using NativeVlm.Tensors;
+using NativeVlm.Tests.Training.Dpo;
+using NativeVlm.Training.Dpo;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -13,8 +15,8 @@ namespace NativeVlm.Tests.Adapters;
 /// <summary>
 /// PEFT's adapters on tiny-idefics3 (LoRA and DoRA with a regex on the text model; DoRA with the
 /// seeds' list, vision q/k/v included) against PEFT v0.13.2 and TRL v0.12.1: the adapted model's
-/// outputs, one DPO step's log-probs, loss and gradient of every adapter tensor, the merge, and
-/// PEFT's files written back byte for byte.
+/// outputs, the merge, and PEFT's files written back byte for byte. The fixtures' DPO step (log-probs,
+/// losses, gradient of every adapter tensor) goes through the trainer's path in Training/Dpo/DpoObjectiveFixtureTests.
 /// </summary>
 [Trait("Category", Fixtures.Category)]
 public class AdapterFixtureTests(ITestOutputHelper output)
@@ -28,10 +30,7 @@ public class AdapterFixtureTests(ITestOutputHelper output)
     // implementation sums in other orders, hence the README's atol 1e-4 on outputs, log-probs and
     // gradients, 1e-5 on losses (means, whose rounding averages), and rtol 1e-4.
     private static readonly ComparisonTolerances Tolerances = new(Absolute: 1e-4, Relative: 1e-4, LossAbsolute: 1e-5);
-    private const double OutputAtol = 1e-4, GradientAtol = 1e-4, LossAtol = 1e-5;
-
-    // DPO's β in the fixtures (README: beta = 0.1).
-    private const double Beta = 0.1;
+    private const double OutputAtol = 1e-4;
 
     private sealed class Adapted : IDisposable
     {
@@ -70,53 +69,11 @@ public class AdapterFixtureTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(AdapterFixtures))]
-    public void Dpo_step_logprobs_loss_and_every_adapter_gradient_match_trl(string fixture)
-    {
-        using var m = new Adapted(fixture);
-        DpoStep step = DpoStep.Read(Fixtures.Path(fixture, "dpo_batch.safetensors"));
-        using SafeTensorsReader expected = SafeTensorsReader.Open(Fixtures.Path(fixture, "dpo_outputs.safetensors"));
-        using SafeTensorsReader grads = SafeTensorsReader.Open(Fixtures.Path(fixture, "grads.safetensors"));
-
-        double[] reference;
-        using (m.Adapters.Disable())
-        using (var scope = new TensorScope())
-        using (Tape.NoGrad())
-        {
-            reference = step.SequenceLogProbs(m.Model, out _);
-        }
-        using (var tape = new Tape())
-        {
-            double[] policy = step.SequenceLogProbs(m.Model, out Tensor logProbs);
-            (double loss, double[] gradSums) = step.SigmoidLoss(policy, reference, Beta);
-
-            AssertClose("policy_chosen_logps", policy[..step.Pairs], expected.ReadFloat32("policy_chosen_logps"), OutputAtol);
-            AssertClose("policy_rejected_logps", policy[step.Pairs..], expected.ReadFloat32("policy_rejected_logps"), OutputAtol);
-            AssertClose("reference_chosen_logps", reference[..step.Pairs], expected.ReadFloat32("reference_chosen_logps"), OutputAtol);
-            AssertClose("reference_rejected_logps", reference[step.Pairs..], expected.ReadFloat32("reference_rejected_logps"), OutputAtol);
-            AssertClose("sigmoid.loss", [loss], expected.ReadFloat32("sigmoid.loss"), LossAtol);
-
-            // The scalar loss is composed on the host, so backward starts from the per-token
-            // log-probs with d loss / d log-prob (each row's d loss / d Σ log-prob) as the seed.
-            tape.Backward(logProbs, step.LogProbGradient(m.Context, gradSums));
-        }
-
-        var keys = m.Adapters.NamedParameters.Select(p => p.Key + ".grad").ToList();
-        Assert.Equal(grads.Names.Order(StringComparer.Ordinal), keys.Order(StringComparer.Ordinal));
-        foreach ((string key, Tensor parameter) in m.Adapters.NamedParameters)
-        {
-            Assert.Equal(grads.GetInfo(key + ".grad").Shape.ToArray(), parameter.Shape.ToArray());
-            Assert.NotNull(parameter.Grad);
-            AssertClose(key + ".grad", parameter.Grad!.ToFloatArray().Select(g => (double)g).ToArray(), grads.ReadFloat32(key + ".grad"), GradientAtol);
-        }
-    }
-
-    [Theory]
-    [MemberData(nameof(AdapterFixtures))]
     public void Merged_model_matches_peft_merge_and_unload(string fixture)
     {
         using var m = new Adapted(fixture);
         List<Linear> adapted = m.Adapters.Adapters.Select(a => a.Module).ToList();
-        DpoStep step = DpoStep.Read(Fixtures.Path(fixture, "dpo_batch.safetensors"));
+        DpoBatch batch = FixtureDpoBatch.Read(Fixtures.Path(fixture, "dpo_batch.safetensors"));
         using SafeTensorsReader expected = SafeTensorsReader.Open(Fixtures.Path(fixture, "dpo_outputs.safetensors"));
 
         m.Adapters.MergeAndUnload();
@@ -125,13 +82,10 @@ public class AdapterFixtureTests(ITestOutputHelper output)
         Assert.All(m.Model.Linears, l => Assert.Null(l.Adapter));
         AssertAllPassed(ReferenceComparison.Run(m.Model, Fixtures.Path(BaseModel, "inputs.safetensors"),
             Fixtures.Path(fixture, "dpo_outputs.safetensors"), Tolerances, outputPrefix: "merged."), "merged.policy_chosen_logps", "merged.policy_rejected_logps");
-        using (var scope = new TensorScope())
-        using (Tape.NoGrad())
-        {
-            double[] merged = step.SequenceLogProbs(m.Model, out _);
-            AssertClose("merged.policy_chosen_logps", merged[..step.Pairs], expected.ReadFloat32("merged.policy_chosen_logps"), OutputAtol);
-            AssertClose("merged.policy_rejected_logps", merged[step.Pairs..], expected.ReadFloat32("merged.policy_rejected_logps"), OutputAtol);
-        }
+        // The merged model's DPO log-probs through the trainer's path (no adapters left to switch).
+        DpoReferenceLogProbs merged = new DpoObjective(m.Model, m.Adapters, new DpoLoss(new DpoLossOptions())).SequenceLogProbs(batch);
+        AssertClose("merged.policy_chosen_logps", merged.Chosen, expected.ReadFloat32("merged.policy_chosen_logps"), OutputAtol);
+        AssertClose("merged.policy_rejected_logps", merged.Rejected, expected.ReadFloat32("merged.policy_rejected_logps"), OutputAtol);
 
         string mergedWeightsPath = Fixtures.Path(fixture, "merged_weights.safetensors");
         if (!File.Exists(mergedWeightsPath))
