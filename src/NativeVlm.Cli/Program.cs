@@ -11,13 +11,14 @@ var parser = new Parser(settings =>
     settings.CaseInsensitiveEnumValues = true;
 });
 
-return parser.ParseArguments(args, typeof(DemoOptions), typeof(CompareOptions), typeof(MergeOptions), typeof(BenchOptions), typeof(InspectOptions), typeof(DatasetOptions)).MapResult(
+return parser.ParseArguments(args, typeof(DemoOptions), typeof(CompareOptions), typeof(MergeOptions), typeof(BenchOptions), typeof(InspectOptions), typeof(DatasetOptions), typeof(TrainOptions)).MapResult(
     (DemoOptions options) => Run(() => DemoCommand.Run(options)),
     (CompareOptions options) => Run(() => CompareCommand.Run(options)),
     (MergeOptions options) => Run(() => MergeCommand.Run(options)),
     (BenchOptions options) => Run(() => BenchCommand.Run(options)),
     (InspectOptions options) => Run(() => InspectCommand.Run(options)),
     (DatasetOptions options) => Run(() => DatasetCommand.Run(options)),
+    (TrainOptions options) => Run(() => TrainCommand.Run(options)),
     errors => errors.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.VersionRequestedError or ErrorType.HelpVerbRequestedError) ? 0 : 2);
 
 static int Run(Func<int> command)

@@ -2,6 +2,7 @@ using NativeVlm.Autograd;
 using NativeVlm.IO;
 using NativeVlm.Nn;
 using NativeVlm.Tensors;
+using NativeVlm.Training;
 
 namespace NativeVlm.Adapters;
 
@@ -35,14 +36,14 @@ public sealed class LoraAdapterSet : IDisposable
     /// <summary>Dropout acts only while training (nn.Module.train()); off by default, as for evaluation.</summary>
     public bool Training { get; set; }
 
-    /// <summary>Where dropout masks come from; <see cref="SeedDropout"/> restarts it.</summary>
-    internal Random DropoutRandom { get; private set; } = new(0);
+    /// <summary>Where dropout masks come from; <see cref="SeedDropout"/> restarts it. Its state is readable, for training checkpoints.</summary>
+    public Xoshiro256 DropoutRandom { get; private set; } = new(0);
 
     /// <summary>
     /// Restarts the dropout mask generator. The masks of a forward depend on every draw before it,
     /// so a recomputing gradient checkpoint would draw new ones: dropout and checkpointing do not mix yet.
     /// </summary>
-    public void SeedDropout(int seed) => DropoutRandom = new Random(seed);
+    public void SeedDropout(int seed) => DropoutRandom = new Xoshiro256((ulong)seed);
 
     /// <summary>Switches the adapters off until the result is disposed (PEFT's <c>with model.disable_adapter():</c>).</summary>
     public IDisposable Disable() => new Switch(this, Enabled);

@@ -43,6 +43,18 @@ public sealed class AdamW : IDisposable
         }
     }
 
+    /// <summary>Parameter <paramref name="index"/>'s first and second moments (same shape) and step count.</summary>
+    public (Tensor ExpAvg, Tensor ExpAvgSq, long Step) State(int index) => (_m[index], _v[index], _steps[index]);
+
+    /// <summary>Restores parameter <paramref name="index"/>'s moments and step count (a resumed run).</summary>
+    public void SetState(int index, float[] expAvg, float[] expAvgSq, long step)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(step);
+        TensorUpload.Upload(_m[index], expAvg);
+        TensorUpload.Upload(_v[index], expAvgSq);
+        _steps[index] = step;
+    }
+
     /// <summary>Drops every parameter's gradient, as optimizer.zero_grad(set_to_none=True).</summary>
     public void ZeroGrad()
     {

@@ -1,0 +1,222 @@
+using CommandLine;
+using NativeVlm.Adapters;
+using NativeVlm.Batches;
+using NativeVlm.Data;
+using NativeVlm.Models;
+using NativeVlm.Quantization;
+using NativeVlm.Tensors;
+using NativeVlm.Text;
+using NativeVlm.Training;
+using NativeVlm.Training.Dpo;
+using NativeVlm.Training.Metrics;
+using NativeVlm.Vision;
+
+namespace NativeVlm.Cli;
+
+[Verb("train", HelpText = "Fine-tune a snapshot with DPO or SFT (LoRA/DoRA adapters, or full training of --train_modules), " +
+                          "writing checkpoints and the final adapter (PEFT files) into --output_dir. Flags use TRL's names.")]
+public sealed class TrainOptions
+{
+    [Value(0, MetaName = "objective", Required = true, HelpText = "dpo (preference pairs, rlaif-v layout) or sft (the_cauldron layout, or image/caption JSON).")]
+    public TrainingObjective Objective { get; set; }
+
+    [Option("model", Required = true, HelpText = "Snapshot folder: config.json, weights, tokenizer and processor files.")]
+    public string Model { get; set; } = "";
+
+    [Option("data", Required = true, Min = 1, HelpText = "Parquet file(s) or a Hugging Face dataset folder (sft also: image/caption JSON lists).")]
+    public IEnumerable<string> Data { get; set; } = [];
+
+    [Option("split", Default = "train", HelpText = "Training split, e.g. train or train[:90%].")]
+    public string Split { get; set; } = "train";
+
+    [Option("eval_split", HelpText = "Evaluation split (e.g. train[90%:]): metrics prefixed eval_ every eval_steps.")]
+    public string? EvalSplit { get; set; }
+
+    [Option("config", HelpText = "JSON file of training arguments by TRL name; flags given here override it.")]
+    public string? Config { get; set; }
+
+    [Option("resume", HelpText = "Continue from the newest complete checkpoint in output_dir.")]
+    public bool Resume { get; set; }
+
+    [Option("resume_from", HelpText = "Continue from this checkpoint directory.")]
+    public string? ResumeFrom { get; set; }
+
+    [Option("strict", HelpText = "Fail on the first bad data row instead of skipping and counting it.")]
+    public bool Strict { get; set; }
+
+    [Option("output_dir")] public string? OutputDir { get; set; }
+    [Option("per_device_train_batch_size")] public string? PerDeviceTrainBatchSize { get; set; }
+    [Option("per_device_eval_batch_size")] public string? PerDeviceEvalBatchSize { get; set; }
+    [Option("gradient_accumulation_steps")] public string? GradientAccumulationSteps { get; set; }
+    [Option("learning_rate")] public string? LearningRate { get; set; }
+    [Option("num_train_epochs")] public string? NumTrainEpochs { get; set; }
+    [Option("max_steps")] public string? MaxSteps { get; set; }
+    [Option("lr_scheduler_type", HelpText = "linear, cosine, constant or constant_with_warmup.")] public string? LrSchedulerType { get; set; }
+    [Option("warmup_ratio")] public string? WarmupRatio { get; set; }
+    [Option("warmup_steps")] public string? WarmupSteps { get; set; }
+    [Option("max_grad_norm")] public string? MaxGradNorm { get; set; }
+    [Option("adam_beta1")] public string? AdamBeta1 { get; set; }
+    [Option("adam_beta2")] public string? AdamBeta2 { get; set; }
+    [Option("adam_epsilon")] public string? AdamEpsilon { get; set; }
+    [Option("weight_decay")] public string? WeightDecay { get; set; }
+    [Option("logging_steps")] public string? LoggingSteps { get; set; }
+    [Option("eval_steps")] public string? EvalSteps { get; set; }
+    [Option("save_steps")] public string? SaveSteps { get; set; }
+    [Option("save_total_limit")] public string? SaveTotalLimit { get; set; }
+    [Option("seed")] public string? Seed { get; set; }
+    [Option("gradient_checkpointing", HelpText = "true or false: recompute each decoder layer in the backward.")] public string? GradientCheckpointing { get; set; }
+    [Option("beta")] public string? Beta { get; set; }
+    [Option("loss_type", HelpText = "Comma-separated DPO losses: sigmoid, ipo, hinge, robust, bco_pair, sft.")] public string? LossType { get; set; }
+    [Option("loss_weights", HelpText = "Comma-separated, one per loss_type.")] public string? LossWeights { get; set; }
+    [Option("label_smoothing")] public string? LabelSmoothing { get; set; }
+    [Option("rpo_alpha")] public string? RpoAlpha { get; set; }
+    [Option("precompute_ref_log_probs")] public string? PrecomputeRefLogProbs { get; set; }
+    [Option("max_length")] public string? MaxLength { get; set; }
+    [Option("max_prompt_length")] public string? MaxPromptLength { get; set; }
+    [Option("max_completion_length")] public string? MaxCompletionLength { get; set; }
+    [Option("assistant_only_loss", HelpText = "sft: true = loss on assistant turns only; false = whole text but image tokens.")] public string? AssistantOnlyLoss { get; set; }
+    [Option("lora_r")] public string? LoraR { get; set; }
+    [Option("lora_alpha")] public string? LoraAlpha { get; set; }
+    [Option("lora_dropout")] public string? LoraDropout { get; set; }
+    [Option("use_dora")] public string? UseDora { get; set; }
+    [Option("lora_target_modules", HelpText = "Comma-separated module names (suffix match) or all-linear.")] public string? LoraTargetModules { get; set; }
+    [Option("train_modules", HelpText = "connector: full training of the connector, everything else frozen.")] public string? TrainModules { get; set; }
+    [Option("quant", HelpText = "nf4 or none.")] public string? Quant { get; set; }
+    [Option("device", HelpText = "cpu, cuda or cuda:N.")] public string? Device { get; set; }
+
+    /// <summary>The training arguments given as flags, by TRL name.</summary>
+    public IEnumerable<(string Name, string? Value)> ArgumentFlags =>
+    [
+        ("output_dir", OutputDir), ("per_device_train_batch_size", PerDeviceTrainBatchSize), ("per_device_eval_batch_size", PerDeviceEvalBatchSize),
+        ("gradient_accumulation_steps", GradientAccumulationSteps), ("learning_rate", LearningRate), ("num_train_epochs", NumTrainEpochs),
+        ("max_steps", MaxSteps), ("lr_scheduler_type", LrSchedulerType), ("warmup_ratio", WarmupRatio), ("warmup_steps", WarmupSteps),
+        ("max_grad_norm", MaxGradNorm), ("adam_beta1", AdamBeta1), ("adam_beta2", AdamBeta2), ("adam_epsilon", AdamEpsilon),
+        ("weight_decay", WeightDecay), ("logging_steps", LoggingSteps), ("eval_steps", EvalSteps), ("save_steps", SaveSteps),
+        ("save_total_limit", SaveTotalLimit), ("seed", Seed), ("gradient_checkpointing", GradientCheckpointing), ("beta", Beta),
+        ("loss_type", LossType), ("loss_weights", LossWeights), ("label_smoothing", LabelSmoothing), ("rpo_alpha", RpoAlpha),
+        ("precompute_ref_log_probs", PrecomputeRefLogProbs), ("max_length", MaxLength), ("max_prompt_length", MaxPromptLength),
+        ("max_completion_length", MaxCompletionLength), ("assistant_only_loss", AssistantOnlyLoss), ("lora_r", LoraR),
+        ("lora_alpha", LoraAlpha), ("lora_dropout", LoraDropout), ("use_dora", UseDora), ("lora_target_modules", LoraTargetModules),
+        ("train_modules", TrainModules), ("quant", Quant), ("device", Device),
+    ];
+}
+
+/// <summary>
+/// nativevlm train dpo|sft: arguments (config file, then flags) checked before any work; the model
+/// loaded (NF4 base weights with --quant nf4); adapters created (or the chosen modules made trainable);
+/// the data read through the sample builder into memory; the Trainer run with progress, metrics.jsonl
+/// and TensorBoard sinks; the final weights written into output_dir.
+/// </summary>
+public static class TrainCommand
+{
+    public static int Run(TrainOptions options)
+    {
+        try
+        {
+            return Train(options);
+        }
+        catch (Exception e) when (e is DatasetException or TokenizerException or ChatTemplateException or InvalidDataException or ImageInputException)
+        {
+            Console.Error.WriteLine($"nativevlm: {e.Message}");
+            return 2;
+        }
+    }
+
+    private static int Train(TrainOptions options)
+    {
+        TrainingArguments args = options.Config != null ? TrainingArguments.Load(options.Config) : new TrainingArguments();
+        foreach ((string name, string? value) in options.ArgumentFlags)
+        {
+            if (value != null)
+            {
+                args.Set(name, value);
+            }
+        }
+        args.Validate();
+        if (options.Resume && options.ResumeFrom != null)
+        {
+            throw new ArgumentException("--resume and --resume_from exclude each other");
+        }
+        if (options.Objective == TrainingObjective.Sft && (args.MaxPromptLength != null || args.MaxCompletionLength != null))
+        {
+            throw new ArgumentException("max_prompt_length and max_completion_length are DPO limits; sft has max_length");
+        }
+
+        VlmProcessor processor = VlmProcessor.Load(options.Model);
+        var builder = new SampleBuilder(processor, new SampleLimits(args.MaxLength, args.MaxPromptLength, args.MaxCompletionLength),
+            args.AssistantOnlyLoss ? SftLoss.AssistantTurns : SftLoss.WholeText);
+        BadRowPolicy policy = options.Strict
+            ? BadRowPolicy.Strict
+            : BadRowPolicy.SkipAndWarn(bad => Console.Error.WriteLine($"warning: skipped {bad} ({DatasetSummary.Describe(bad.Reason)})"));
+        List<string> data = options.Data.ToList();
+        var collator = new BatchCollator(processor.PadTokenId);
+
+        using Context ctx = Context.Create(args.Device);
+        using Idefics3Model model = Idefics3Model.Load(options.Model, ctx, args.Quant == "nf4" ? BaseWeightQuantization.Nf4 : BaseWeightQuantization.None);
+        model.Text.GradientCheckpointing = args.GradientCheckpointing;
+        using LoraAdapterSet? adapters = args.LoraTargetModules.Count > 0
+            ? LoraAdapterSet.Create(model.Linears, LoraConfig.Create(TargetModules.FromNames(args.LoraTargetModules), args.LoraR, args.LoraAlpha,
+                args.LoraDropout, args.UseDora, baseModelNameOrPath: options.Model), args.Seed)
+            : null;
+        TrainedWeights weights = adapters != null ? TrainedWeights.FromAdapters(adapters) : TrainedWeights.FromModules(model, args.TrainModules);
+        Console.WriteLine($"model: {options.Model} ({args.Quant}, {args.Device}); training {weights.NamedParameters.Count} tensors, " +
+            $"{weights.Parameters.Sum(p => p.ElementCount):N0} parameters");
+
+        return options.Objective == TrainingObjective.Dpo
+            ? Run(options, args, weights, new DpoTrainingObjective(new DpoObjective(model, adapters, new DpoLoss(new DpoLossOptions
+              {
+                  LossTypes = args.LossType.Select(DpoLossTypes.Parse).ToList(),
+                  LossWeights = args.LossWeights,
+                  Beta = args.Beta,
+                  LabelSmoothing = args.LabelSmoothing,
+                  RpoAlpha = args.RpoAlpha,
+              })), adapters ?? throw new ArgumentException("dpo trains adapters: give lora_target_modules (the reference is the model with them off)")),
+              split => ReadAll(TrainingSamples.ReadDpoAsync(builder, data, split, policy, new DatasetSummary()), collator.CollateDpo))
+            : Run(options, args, weights, new SftObjective(model),
+              split => ReadAll(TrainingSamples.ReadSftAsync(builder, data, split, policy, new DatasetSummary()), collator.CollateSft));
+    }
+
+    private static int Run<TBatch>(TrainOptions options, TrainingArguments args, TrainedWeights weights, ITrainingObjective<TBatch> objective,
+        Func<string, ITrainingData<TBatch>> read)
+    {
+        ITrainingData<TBatch> train = read(options.Split);
+        ITrainingData<TBatch>? eval = options.EvalSplit != null ? read(options.EvalSplit) : null;
+        Console.WriteLine($"data: {train.Count} training samples" + (eval != null ? $", {eval.Count} eval samples" : ""));
+        if (train.Count == 0)
+        {
+            throw new ArgumentException($"split {options.Split} of {string.Join(", ", options.Data)} gave no usable samples");
+        }
+        string? resumeFrom = options.ResumeFrom;
+        if (options.Resume)
+        {
+            resumeFrom = TrainingCheckpoint.NewestComplete(args.OutputDir, weights)
+                ?? throw new ArgumentException($"--resume: {args.OutputDir} holds no complete checkpoint");
+        }
+
+        long microPerEpoch = (train.Count + args.PerDeviceTrainBatchSize - 1) / args.PerDeviceTrainBatchSize;
+        long totalSteps = args.TotalSteps((microPerEpoch + args.GradientAccumulationSteps - 1) / args.GradientAccumulationSteps);
+        Directory.CreateDirectory(args.OutputDir);
+        using var progress = new ProgressReporter(totalSteps);
+        using var jsonl = new MetricsJsonlWriter(args.OutputDir);
+        using var tensorBoard = new TensorBoardWriter(args.OutputDir);
+        var log = new CompositeTrainingLog(progress, jsonl, tensorBoard);
+        var trainer = new Trainer<TBatch>(args, weights, objective, train, eval, log);
+        TrainingOutcome outcome = trainer.Train(resumeFrom);
+        Console.WriteLine($"trained {outcome.GlobalStep} steps; weights written to {Path.GetFullPath(args.OutputDir)} ({string.Join(", ", weights.Files)})");
+        return 0;
+    }
+
+    private static SampleList<TSample, TBatch> ReadAll<TSample, TBatch>(IAsyncEnumerable<TSample> samples, Func<IReadOnlyList<TSample>, TBatch> collate)
+    {
+        var list = new List<TSample>();
+        Task reading = Task.Run(async () =>
+        {
+            await foreach (TSample sample in samples.ConfigureAwait(false))
+            {
+                list.Add(sample);
+            }
+        });
+        reading.GetAwaiter().GetResult();
+        return new SampleList<TSample, TBatch>(list, collate);
+    }
+}
