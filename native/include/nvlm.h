@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or a meaning below changes; the C# side refuses a mismatch. */
-#define NVLM_ABI_VERSION 4
+#define NVLM_ABI_VERSION 5
 
 typedef enum nvlm_status {
     NVLM_OK = 0,
@@ -332,6 +332,39 @@ NVLM_API nvlm_status nvlm_nf4_linear_backward(nvlm_context* ctx, nvlm_buffer* dx
                                               const nvlm_buffer* packed, const nvlm_buffer* absmax_q,
                                               const nvlm_buffer* absmax2, const nvlm_buffer* offset,
                                               const nvlm_buffer* absmax_code, int64_t m, int64_t k, int64_t n);
+
+/* ---- LoRA / DoRA adapters ---------------------------------------------------------------- */
+
+/* PEFT's (v0.13.2) adapter path of one lora.Linear, fused onto its base projection's output. With
+ * down = x_lora · aᵀ (m, r), up = down · bᵀ (m, n) and c = col_scale (n), per column j:
+ *   out (m, n) = base_out + (c − 1) ⊙ base_dora + c ⊙ scaling · up
+ * x_lora (m, k) is the adapter's input after dropout; a (r, k) is lora_A.weight, b (n, r) lora_B.weight.
+ *   LoRA: col_scale and base_dora null (c = 1, base_dora = 0): out = base_out + scaling · up.
+ *   DoRA (DoraLinearLayer): c = magnitude / ‖W + scaling·b·a‖ per output row of the base weight W (n, k),
+ *         the norm detached (the caller computes it, so c's gradient reaches the magnitude only);
+ *         base_dora = x_lora · Wᵀ without the bias (PEFT's base_result − bias). That is PEFT's
+ *         out = base_out + (c − 1)·(x_lora·Wᵀ) + c·scaling·up: the bias stays unscaled. Without dropout
+ *         and without a bias, base_dora is base_out itself (the same buffer may be passed twice).
+ * A null col_scale means c = 1 (base_dora, whose factor c − 1 is then 0, is not read); a null base_dora
+ * means 0. down (m, r) is saved for the backward.
+ * r is positive; m, k, n may be 0. */
+NVLM_API nvlm_status nvlm_lora_forward(nvlm_context* ctx, nvlm_buffer* out, nvlm_buffer* down,
+                                       const nvlm_buffer* base_out, const nvlm_buffer* base_dora,
+                                       const nvlm_buffer* x_lora, const nvlm_buffer* a, const nvlm_buffer* b,
+                                       const nvlm_buffer* col_scale, int64_t m, int64_t k, int64_t n, int64_t r,
+                                       float scaling);
+/* With g = c ⊙ dout (column j of dout times c_j) and d_down = scaling · g · b (m, r):
+ *   dbase_out (m, n) += dout;   dbase_dora (m, n) += (c − 1) ⊙ dout;
+ *   dcol_scale (n) += Σ_rows dout ⊙ (base_dora + scaling · up), up recomputed from down and b;
+ *   db (n, r) += scaling · gᵀ · down;   da (r, k) += d_downᵀ · x_lora;   dx_lora (m, k) += d_down · a.
+ * dbase_out and dbase_dora may be the same buffer (base_dora = base_out): it then receives c ⊙ dout. */
+NVLM_API nvlm_status nvlm_lora_backward(nvlm_context* ctx, nvlm_buffer* dbase_out, nvlm_buffer* dbase_dora,
+                                        nvlm_buffer* dx_lora, nvlm_buffer* da, nvlm_buffer* db,
+                                        nvlm_buffer* dcol_scale, const nvlm_buffer* dout,
+                                        const nvlm_buffer* base_dora, const nvlm_buffer* x_lora,
+                                        const nvlm_buffer* a, const nvlm_buffer* b, const nvlm_buffer* col_scale,
+                                        const nvlm_buffer* down, int64_t m, int64_t k, int64_t n, int64_t r,
+                                        float scaling);
 
 /* ---- casts ------------------------------------------------------------------------------ */
 

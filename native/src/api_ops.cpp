@@ -1,6 +1,6 @@
 /*
  * Exports of nvlm.h: the dense, embedding, normalisation, rotary, attention, elementwise,
- * patch-embedding, connector, LM-head and optimiser ops. Each validates its arguments through
+ * patch-embedding, connector, LM-head, optimiser and LoRA ops. Each validates its arguments through
  * api_checks.h inside guarded(), then hands raw data pointers to the context's backend.
  */
 #include <cmath>
@@ -599,5 +599,72 @@ NVLM_API nvlm_status nvlm_adamw_step(nvlm_context* ctx, nvlm_buffer* param, cons
         NVLM_TRY(check_buffer(fn, ctx, "v", v, kF32, {{"n", n}}));
         return ctx->backend->adamw_step(data<float>(param), data<const float>(grad), data<float>(m), data<float>(v), n,
                                         lr, beta1, beta2, eps, weight_decay, step);
+    });
+}
+
+// ---- LoRA / DoRA adapters ---------------------------------------------------------------------
+
+namespace {
+
+// m, k, n non-negative and the rank positive (an adapter has at least one rank).
+nvlm_status check_lora_sizes(const char* fn, int64_t m, int64_t k, int64_t n, int64_t r) {
+    NVLM_TRY(check_sizes(fn, {{"m", m}, {"k", k}, {"n", n}}));
+    return check_positive(fn, "r", r);
+}
+
+}  // namespace
+
+NVLM_API nvlm_status nvlm_lora_forward(nvlm_context* ctx, nvlm_buffer* out, nvlm_buffer* down,
+                                       const nvlm_buffer* base_out, const nvlm_buffer* base_dora,
+                                       const nvlm_buffer* x_lora, const nvlm_buffer* a, const nvlm_buffer* b,
+                                       const nvlm_buffer* col_scale, int64_t m, int64_t k, int64_t n, int64_t r,
+                                       float scaling) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_lora_sizes(fn, m, k, n, r));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "down", down, kF32, {{"m", m}, {"r", r}}));
+        NVLM_TRY(check_buffer(fn, ctx, "base_out", base_out, kF32, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "base_dora", base_dora, kF32, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x_lora", x_lora, kF32, {{"m", m}, {"k", k}}));
+        NVLM_TRY(check_buffer(fn, ctx, "a", a, kF32, {{"r", r}, {"k", k}}));
+        NVLM_TRY(check_buffer(fn, ctx, "b", b, kF32, {{"n", n}, {"r", r}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "col_scale", col_scale, kF32, {{"n", n}}));
+        return ctx->backend->lora_forward(data<float>(out), data<float>(down), data<const float>(base_out),
+                                          data<const float>(base_dora), data<const float>(x_lora),
+                                          data<const float>(a), data<const float>(b), data<const float>(col_scale), m,
+                                          k, n, r, scaling);
+    });
+}
+
+NVLM_API nvlm_status nvlm_lora_backward(nvlm_context* ctx, nvlm_buffer* dbase_out, nvlm_buffer* dbase_dora,
+                                        nvlm_buffer* dx_lora, nvlm_buffer* da, nvlm_buffer* db,
+                                        nvlm_buffer* dcol_scale, const nvlm_buffer* dout,
+                                        const nvlm_buffer* base_dora, const nvlm_buffer* x_lora,
+                                        const nvlm_buffer* a, const nvlm_buffer* b, const nvlm_buffer* col_scale,
+                                        const nvlm_buffer* down, int64_t m, int64_t k, int64_t n, int64_t r,
+                                        float scaling) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_lora_sizes(fn, m, k, n, r));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dbase_out", dbase_out, kF32, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dbase_dora", dbase_dora, kF32, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dx_lora", dx_lora, kF32, {{"m", m}, {"k", k}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "da", da, kF32, {{"r", r}, {"k", k}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "db", db, kF32, {{"n", n}, {"r", r}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dcol_scale", dcol_scale, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "base_dora", base_dora, kF32, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x_lora", x_lora, kF32, {{"m", m}, {"k", k}}));
+        NVLM_TRY(check_buffer(fn, ctx, "a", a, kF32, {{"r", r}, {"k", k}}));
+        NVLM_TRY(check_buffer(fn, ctx, "b", b, kF32, {{"n", n}, {"r", r}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "col_scale", col_scale, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "down", down, kF32, {{"m", m}, {"r", r}}));
+        return ctx->backend->lora_backward(data<float>(dbase_out), data<float>(dbase_dora), data<float>(dx_lora),
+                                           data<float>(da), data<float>(db), data<float>(dcol_scale),
+                                           data<const float>(dout), data<const float>(base_dora),
+                                           data<const float>(x_lora), data<const float>(a), data<const float>(b),
+                                           data<const float>(col_scale), data<const float>(down), m, k, n, r,
+                                           scaling);
     });
 }

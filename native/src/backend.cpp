@@ -152,6 +152,17 @@ nvlm_status Backend::nf4_linear_backward(float*, const float*, const nf4::Weight
     return unsupported("nvlm_nf4_linear_backward");
 }
 
+nvlm_status Backend::lora_forward(float*, float*, const float*, const float*, const float*, const float*,
+                                  const float*, const float*, int64_t, int64_t, int64_t, int64_t, float) {
+    return unsupported("nvlm_lora_forward");
+}
+
+nvlm_status Backend::lora_backward(float*, float*, float*, float*, float*, float*, const float*, const float*,
+                                   const float*, const float*, const float*, const float*, const float*, int64_t,
+                                   int64_t, int64_t, int64_t, float) {
+    return unsupported("nvlm_lora_backward");
+}
+
 nvlm_status Backend::cast(void*, nvlm_dtype, const void*, nvlm_dtype, int64_t) { return unsupported("nvlm_cast"); }
 
 }  // namespace nvlm

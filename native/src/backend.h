@@ -131,6 +131,15 @@ public:
     virtual nvlm_status nf4_linear_backward(float* dx, const float* dout, const nf4::Weight& w, int64_t m, int64_t k,
                                             int64_t n);
 
+    // ---- LoRA / DoRA adapters (nullable: base_dora, col_scale and every gradient) ----
+    virtual nvlm_status lora_forward(float* out, float* down, const float* base_out, const float* base_dora,
+                                     const float* x_lora, const float* a, const float* b, const float* col_scale,
+                                     int64_t m, int64_t k, int64_t n, int64_t r, float scaling);
+    virtual nvlm_status lora_backward(float* dbase_out, float* dbase_dora, float* dx_lora, float* da, float* db,
+                                      float* dcol_scale, const float* dout, const float* base_dora,
+                                      const float* x_lora, const float* a, const float* b, const float* col_scale,
+                                      const float* down, int64_t m, int64_t k, int64_t n, int64_t r, float scaling);
+
     // ---- casts (dtype pair already checked to be f32<->bf16 or an identity) ----
     virtual nvlm_status cast(void* dst, nvlm_dtype dst_dtype, const void* src, nvlm_dtype src_dtype, int64_t n);
 

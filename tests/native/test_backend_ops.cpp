@@ -1739,6 +1739,210 @@ void add_cast_cases(std::vector<CaseSpec>& cases) {
     }});
 }
 
+// ---- LoRA / DoRA adapters -----------------------------------------------------------------------
+
+// The CUDA kernels work in tiles of 32 rows × 64 columns with ranks staged 32 at a time: the shapes
+// stay inside one tile or cross each boundary, r covers 1, 8, 16 and two rank chunks (40), and k = 0
+// makes down zero.
+struct LoraShape { int64_t m, k, n, r; };
+const LoraShape kLoraShapes[] = {{1, 1, 1, 1},    {37, 29, 70, 1},   {65, 33, 130, 8},
+                                 {33, 70, 65, 16}, {100, 40, 50, 40}, {5, 0, 9, 8}};
+constexpr float kLoraScaling = 0.75f;
+
+// lora: no column scale, no base term; dora: both; dora aliased: base_dora is base_out's own buffer
+// (and in the backward dbase_out and dbase_dora are one buffer), as the adapter passes it.
+enum class LoraMode { lora, dora, dora_aliased };
+
+const char* lora_mode_name(LoraMode mode) {
+    return mode == LoraMode::lora ? " lora" : mode == LoraMode::dora ? " dora" : " dora aliased";
+}
+
+struct LoraInputs {
+    std::vector<float> base_out, base_dora, x, a, b, col_scale;  // base_dora, col_scale empty for lora
+    // Host magnitudes for the bounds: down_abs (m, r) = |x|·|a|ᵀ, up_abs (m, n) = down_abs·|b|ᵀ, the
+    // Σ|terms| of down and, through down's errors too, of up.
+    std::vector<double> down_abs, up_abs;
+};
+
+LoraInputs lora_inputs(Random& rng, const LoraShape& s, LoraMode mode) {
+    LoraInputs in;
+    in.base_out = rng.uniform(s.m * s.n, -1.0f, 1.0f);
+    if (mode == LoraMode::dora) in.base_dora = rng.uniform(s.m * s.n, -1.0f, 1.0f);
+    if (mode == LoraMode::dora_aliased) in.base_dora = in.base_out;
+    in.x = rng.uniform(s.m * s.k, -1.0f, 1.0f);
+    in.a = rng.uniform(s.r * s.k, -0.5f, 0.5f);
+    in.b = rng.uniform(s.n * s.r, -0.5f, 0.5f);
+    if (mode != LoraMode::lora) in.col_scale = rng.uniform(s.n, 0.5f, 1.5f);
+    in.down_abs = abs_product(in.x.data(), false, in.a.data(), true, s.m, s.r, s.k);
+    in.up_abs.assign(static_cast<size_t>(s.m * s.n), 0.0);
+    for (int64_t i = 0; i < s.m; i++)
+        for (int64_t j = 0; j < s.n; j++)
+            for (int64_t p = 0; p < s.r; p++)
+                in.up_abs[i * s.n + j] += in.down_abs[i * s.r + p] * std::fabs(in.b[j * s.r + p]);
+    return in;
+}
+
+double lora_scale(const LoraInputs& in, int64_t j) { return in.col_scale.empty() ? 1.0 : in.col_scale[j]; }
+
+// The forward case; down is its last tensor, which the backward cases take from the CPU's run.
+Case lora_forward_case(const LoraShape& s, LoraMode mode, const LoraInputs& in) {
+    Case c;
+    const int ibase = c.input("base_out", in.base_out);
+    const int ibd = mode == LoraMode::dora ? c.input("base_dora", in.base_dora)
+                                           : mode == LoraMode::dora_aliased ? ibase : -1;
+    const int ix = c.input("x_lora", in.x), ia = c.input("a", in.a), ib = c.input("b", in.b);
+    const int ic = in.col_scale.empty() ? -1 : c.input("col_scale", in.col_scale);
+    // up's error: down's k-term sums of products ((k+1)u·down_abs) carried through b, Σ_p |b|·(k+1)u·down_abs
+    // = (k+1)u·up_abs, plus its own r products and sum, (r+1)u·up_abs; then the scale, c, c − 1, its product
+    // with base_dora and two adds are 6 roundings of the terms |base_out| + |c − 1|·|base_dora| + c·s·up_abs.
+    // Two backends: 2(k+r+8)u·Σ|terms|.
+    std::vector<double> out_abs(static_cast<size_t>(s.m * s.n));
+    for (int64_t i = 0; i < s.m; i++)
+        for (int64_t j = 0; j < s.n; j++) {
+            const int64_t e = i * s.n + j;
+            const double scale = lora_scale(in, j);
+            out_abs[e] = std::fabs(in.base_out[e]) + (in.base_dora.empty() ? 0.0 : std::fabs(scale - 1.0) * std::fabs(in.base_dora[e])) +
+                         scale * kLoraScaling * in.up_abs[e];
+        }
+    const int iout = c.output("out", s.m * s.n,
+                              scaled(out_abs, 2.0 * static_cast<double>(s.k + s.r + 8) * kU, "2(k+r+8)u*sum|terms|"));
+    const int idown = c.output("down", s.m * s.r, sum_bound(in.down_abs, s.k));  // k products each
+    c.call = [=](nvlm_context* ctx, const Buffers& buf) {
+        return nvlm_lora_forward(ctx, buf[iout], buf[idown], buf[ibase], maybe(buf, ibd), buf[ix], buf[ia], buf[ib],
+                                 maybe(buf, ic), s.m, s.k, s.n, s.r, kLoraScaling);
+    };
+    return c;
+}
+
+void add_lora_cases(std::vector<CaseSpec>& cases) {
+    const LoraMode modes[] = {LoraMode::lora, LoraMode::dora, LoraMode::dora_aliased};
+    for (const LoraShape& s : kLoraShapes)
+        for (LoraMode mode : modes) {
+            const std::string shape = dims({{"m", s.m}, {"k", s.k}, {"n", s.n}, {"r", s.r}}) + lora_mode_name(mode);
+            cases.push_back({"lora_forward" + shape, [s, mode](Random& rng, nvlm_context*) {
+                return lora_forward_case(s, mode, lora_inputs(rng, s, mode));
+            }});
+        }
+
+    // Which gradients are wanted: all; the adapter weights and input only; the base terms and the scale only.
+    struct Wanted { bool dbase, dx, da, db, dcol; const char* label; };
+    const Wanted all{true, true, true, true, true, ""};
+    const Wanted variants[] = {{false, true, true, true, false, " dbase=null dcol_scale=null"},
+                               {true, false, false, false, true, " dx=null da=null db=null"}};
+    for (const LoraShape& s : kLoraShapes)
+        for (LoraMode mode : modes) {
+            std::vector<Wanted> wanted{all};
+            if (s.m == 65) wanted.insert(wanted.end(), std::begin(variants), std::end(variants));
+            for (const Wanted& want : wanted) {
+                const std::string name = "lora_backward" +
+                                         dims({{"m", s.m}, {"k", s.k}, {"n", s.n}, {"r", s.r}}) +
+                                         lora_mode_name(mode) + want.label;
+                cases.push_back({name, [s, mode, want](Random& rng, nvlm_context* cpu) {
+                    const LoraInputs in = lora_inputs(rng, s, mode);
+                    const Run forward = reference_run(cpu, lora_forward_case(s, mode, in));
+                    const auto down = values_of<float>(forward.results.back());
+                    const auto dout = rng.uniform(s.m * s.n, -1.0f, 1.0f);
+                    const double u2 = 2.0 * kU;  // two backends
+
+                    // d_down_abs (m, r) = Σ_j |dout|·|s·c_j·b_jp|: the terms of d_down, each two roundings
+                    // (s·c_j, then ·b_jp) and a product, summed over n: off by ≤ (n+3)u of it. da and dx
+                    // carry that error and add their own product, m- or r-term sum and add: 2(n+m+6)u, 2(n+r+6)u.
+                    std::vector<double> d_down_abs(static_cast<size_t>(s.m * s.r), 0.0);
+                    for (int64_t i = 0; i < s.m; i++)
+                        for (int64_t j = 0; j < s.n; j++)
+                            for (int64_t p = 0; p < s.r; p++)
+                                d_down_abs[i * s.r + p] += std::fabs(dout[i * s.n + j]) *
+                                                           std::fabs(kLoraScaling * lora_scale(in, j) * in.b[j * s.r + p]);
+
+                    Case c;
+                    const int idout = c.input("dout", dout);
+                    const int ibd = in.base_dora.empty() ? -1 : c.input("base_dora", in.base_dora);
+                    const int ix = c.input("x_lora", in.x), ia = c.input("a", in.a), ib = c.input("b", in.b);
+                    const int ic = in.col_scale.empty() ? -1 : c.input("col_scale", in.col_scale);
+                    const int idown = c.input("down", down);
+                    int idbase = -1, idbd = -1, idx = -1, ida = -1, idb = -1, idcol = -1;
+                    if (want.dbase) {
+                        // One add of dout, and of (c − 1)·dout (a product and an add), per element.
+                        const auto d0 = rng.uniform(s.m * s.n, -1.0f, 1.0f);
+                        std::vector<double> base_abs = abs_of(d0), dora_abs = abs_of(d0);
+                        for (int64_t e = 0; e < s.m * s.n; e++) {
+                            base_abs[e] += std::fabs(dout[e]);
+                            dora_abs[e] += std::fabs((lora_scale(in, e % s.n) - 1.0) * dout[e]);
+                        }
+                        if (mode == LoraMode::dora_aliased) {
+                            add_abs(base_abs, std::vector<float>(dora_abs.begin(), dora_abs.end()));
+                            idbase = c.accumulated("dbase_out=dbase_dora", d0, sum_bound(base_abs, 2));
+                        } else {
+                            idbase = c.accumulated("dbase_out", d0, sum_bound(base_abs, 1));
+                            // Without a column scale the factor c − 1 is 0: dbase_dora is left as it was.
+                            const auto dbd0 = rng.uniform(s.m * s.n, -1.0f, 1.0f);
+                            std::vector<double> dbd_abs = abs_of(dbd0);
+                            for (int64_t e = 0; e < s.m * s.n; e++)
+                                dbd_abs[e] += std::fabs((lora_scale(in, e % s.n) - 1.0) * dout[e]);
+                            idbd = c.accumulated("dbase_dora", dbd0,
+                                                 mode == LoraMode::lora ? exact() : sum_bound(dbd_abs, 1));
+                        }
+                    }
+                    if (want.dx) {  // dx_il += Σ_p d_down_ip·a_pl
+                        const auto d0 = rng.uniform(s.m * s.k, -1.0f, 1.0f);
+                        std::vector<double> mag = abs_of(d0);
+                        for (int64_t i = 0; i < s.m; i++)
+                            for (int64_t l = 0; l < s.k; l++)
+                                for (int64_t p = 0; p < s.r; p++)
+                                    mag[i * s.k + l] += d_down_abs[i * s.r + p] * std::fabs(in.a[p * s.k + l]);
+                        idx = c.accumulated("dx_lora", d0,
+                                            scaled(mag, u2 * static_cast<double>(s.n + s.r + 6), "2(n+r+6)u*sum|terms|"));
+                    }
+                    if (want.da) {  // da_pl += Σ_i d_down_ip·x_il
+                        const auto d0 = rng.uniform(s.r * s.k, -1.0f, 1.0f);
+                        std::vector<double> mag = abs_of(d0);
+                        for (int64_t i = 0; i < s.m; i++)
+                            for (int64_t p = 0; p < s.r; p++)
+                                for (int64_t l = 0; l < s.k; l++)
+                                    mag[p * s.k + l] += d_down_abs[i * s.r + p] * std::fabs(in.x[i * s.k + l]);
+                        ida = c.accumulated("da", d0,
+                                            scaled(mag, u2 * static_cast<double>(s.n + s.m + 6), "2(n+m+6)u*sum|terms|"));
+                    }
+                    if (want.db) {  // db_jp += s·c_j·Σ_i dout_ij·down_ip: m products, s·c_j, its product, the add
+                        const auto d0 = rng.uniform(s.n * s.r, -1.0f, 1.0f);
+                        std::vector<double> mag = abs_of(d0);
+                        for (int64_t i = 0; i < s.m; i++)
+                            for (int64_t j = 0; j < s.n; j++)
+                                for (int64_t p = 0; p < s.r; p++)
+                                    mag[j * s.r + p] += kLoraScaling * lora_scale(in, j) *
+                                                        std::fabs(dout[i * s.n + j] * down[i * s.r + p]);
+                        idb = c.accumulated("db", d0, sum_bound(mag, s.m + 2));
+                    }
+                    if (want.dcol) {
+                        // dcol_j += Σ_i dout_ij·(base_dora_ij + s·up_ij): up recomputed from the saved down
+                        // (r products summed, (r+1)u·|down|·|b|ᵀ), then s·up, the add, the product with dout
+                        // and the m-term sum and add: 2(m+r+6)u.
+                        const auto d0 = rng.uniform(s.n, -1.0f, 1.0f);
+                        std::vector<double> mag = abs_of(d0);
+                        for (int64_t i = 0; i < s.m; i++)
+                            for (int64_t j = 0; j < s.n; j++) {
+                                double up_abs = 0.0;
+                                for (int64_t p = 0; p < s.r; p++)
+                                    up_abs += std::fabs(down[i * s.r + p] * in.b[j * s.r + p]);
+                                const double base = in.base_dora.empty() ? 0.0 : std::fabs(in.base_dora[i * s.n + j]);
+                                mag[j] += std::fabs(dout[i * s.n + j]) * (base + kLoraScaling * up_abs);
+                            }
+                        idcol = c.accumulated("dcol_scale", d0,
+                                              scaled(mag, u2 * static_cast<double>(s.m + s.r + 6), "2(m+r+6)u*sum|terms|"));
+                    }
+                    const bool aliased = mode == LoraMode::dora_aliased;
+                    c.call = [=](nvlm_context* ctx, const Buffers& buf) {
+                        return nvlm_lora_backward(ctx, maybe(buf, idbase), aliased ? maybe(buf, idbase) : maybe(buf, idbd),
+                                                  maybe(buf, idx), maybe(buf, ida), maybe(buf, idb), maybe(buf, idcol),
+                                                  buf[idout], maybe(buf, ibd), buf[ix], buf[ia], buf[ib], maybe(buf, ic),
+                                                  buf[idown], s.m, s.k, s.n, s.r, kLoraScaling);
+                    };
+                    return c;
+                }});
+            }
+        }
+}
+
 // ---- main --------------------------------------------------------------------------------------------
 
 std::vector<CaseSpec> all_cases() {
@@ -1762,6 +1966,7 @@ std::vector<CaseSpec> all_cases() {
     add_adamw_cases(cases);
     add_nf4_cases(cases);
     add_cast_cases(cases);
+    add_lora_cases(cases);
     return cases;
 }
 

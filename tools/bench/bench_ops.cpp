@@ -255,11 +255,13 @@ struct Bench {
 struct Gemm { int64_t m, k, n; };
 struct Matmul { int64_t batch, m, n, k; int32_t trans_a, trans_b; };
 struct Attention { int64_t batch, seq, heads, kv_heads, head_dim; int32_t causal; };
+struct Lora { int64_t m, k, n, r; };
 
 struct Sizes {
     std::vector<Matmul> matmuls;
     std::vector<Gemm> linears;             // linear and nf4_linear: x (m, k) · w (n, k)ᵀ
     std::vector<Attention> attentions;
+    std::vector<Lora> loras;               // lora: x (m, k) through a (r, k), b (n, r) onto a base (m, n)
     int64_t tokens, hidden, intermediate;  // decoder activations (rmsnorm, residual, swiglu, ...)
     int64_t heads, head_dim;               // rope
     int64_t vision_tokens, vision_hidden, vision_intermediate;  // layernorm, gelu
@@ -284,6 +286,7 @@ Sizes full_sizes() {
         s.attentions.push_back({1, seq, 32, 8, 128, 1});
     }
     s.attentions.push_back({1, 1024, 16, 16, 72, 0});
+    s.loras = {{4096, 576, 1536, 8}, {4096, 2048, 8192, 16}};  // SmolVLM-256M up_proj, SmolVLM-Instruct up_proj
     s.tokens = 4096; s.hidden = 2048; s.intermediate = 8192;
     s.heads = 32; s.head_dim = 64;
     s.vision_tokens = 17 * 729; s.vision_hidden = 1152; s.vision_intermediate = 4304;
@@ -304,6 +307,7 @@ Sizes quick_sizes() {
     s.matmuls = {{1, 32, 32, 32, 0, 0}, {4, 16, 16, 8, 0, 1}};
     s.linears = {{8, 16, 32}, {1, 16, 32}};
     s.attentions = {{1, 16, 2, 2, 8, 1}, {1, 16, 4, 2, 16, 1}, {1, 16, 2, 2, 12, 0}};
+    s.loras = {{8, 16, 32, 4}};
     s.tokens = 16; s.hidden = 64; s.intermediate = 128;
     s.heads = 2; s.head_dim = 8;
     s.vision_tokens = 16; s.vision_hidden = 32; s.vision_intermediate = 64;
@@ -781,6 +785,57 @@ void add_optimizer_casts_and_copies(std::vector<Bench>& benches, const Sizes& s)
     }});
 }
 
+// LoRA and DoRA on a base output: with r ≤ 16 the rank-r products are a few percent of the traffic, so
+// these report GB/s of the tensors they must move. Forward: x, a, b, base_out (and base_dora, col_scale)
+// read, out and down written. Backward with every gradient: dout, x, a, b, down (and base_dora,
+// col_scale) read, dbase_out, dx, da, db (and dbase_dora, dcol_scale) read and written.
+void add_lora(std::vector<Bench>& benches, const Sizes& s) {
+    for (const Lora& g : s.loras)
+        for (bool dora : {false, true}) {
+            const std::vector<Dim> dims = {{"m", g.m}, {"k", g.k}, {"n", g.n}, {"r", g.r}};
+            const double mn = static_cast<double>(g.m) * g.n, mk = static_cast<double>(g.m) * g.k;
+            const double weights = static_cast<double>(g.r) * (g.k + g.n), mr = static_cast<double>(g.m) * g.r;
+            benches.push_back({"lora_forward", dims, dora ? "dora" : "lora", [=](Buffers& b) {
+                nvlm_buffer* base_out = b.random_f32(g.m * g.n);
+                nvlm_buffer* base_dora = dora ? b.random_f32(g.m * g.n) : nullptr;
+                nvlm_buffer* x = b.random_f32(g.m * g.k);
+                nvlm_buffer* a = b.random_f32(g.r * g.k);
+                nvlm_buffer* bw = b.random_f32(g.n * g.r);
+                nvlm_buffer* col_scale = dora ? b.random_f32(g.n) : nullptr;
+                nvlm_buffer* out = b.zeros_f32(g.m * g.n);
+                nvlm_buffer* down = b.zeros_f32(g.m * g.r);
+                nvlm_context* ctx = b.ctx();
+                const double bytes = f32(2 * mn + mk + weights + mr + (dora ? mn + g.n : 0));
+                return Work{0, bytes, [=] {
+                    return nvlm_lora_forward(ctx, out, down, base_out, base_dora, x, a, bw, col_scale, g.m, g.k, g.n,
+                                             g.r, 0.5f);
+                }};
+            }});
+            benches.push_back({"lora_backward", dims, dora ? "dora, every gradient" : "lora, every gradient",
+                [=](Buffers& b) {
+                nvlm_buffer* dout = b.random_f32(g.m * g.n);
+                nvlm_buffer* base_dora = dora ? b.random_f32(g.m * g.n) : nullptr;
+                nvlm_buffer* x = b.random_f32(g.m * g.k);
+                nvlm_buffer* a = b.random_f32(g.r * g.k);
+                nvlm_buffer* bw = b.random_f32(g.n * g.r);
+                nvlm_buffer* col_scale = dora ? b.random_f32(g.n) : nullptr;
+                nvlm_buffer* down = b.random_f32(g.m * g.r);
+                nvlm_buffer* dbase_out = b.zeros_f32(g.m * g.n);
+                nvlm_buffer* dbase_dora = dora ? b.zeros_f32(g.m * g.n) : nullptr;
+                nvlm_buffer* dx = b.zeros_f32(g.m * g.k);
+                nvlm_buffer* da = b.zeros_f32(g.r * g.k);
+                nvlm_buffer* db = b.zeros_f32(g.n * g.r);
+                nvlm_buffer* dcol_scale = dora ? b.zeros_f32(g.n) : nullptr;
+                nvlm_context* ctx = b.ctx();
+                const double bytes = f32(3 * mn + 3 * mk + 3 * weights + mr + (dora ? 3 * mn + 3 * g.n : 0));
+                return Work{0, bytes, [=] {
+                    return nvlm_lora_backward(ctx, dbase_out, dbase_dora, dx, da, db, dcol_scale, dout, base_dora, x,
+                                              a, bw, col_scale, down, g.m, g.k, g.n, g.r, 0.5f);
+                }};
+            }});
+        }
+}
+
 std::vector<Bench> all_benches(const Sizes& sizes) {
     std::vector<Bench> benches;
     add_dense_algebra(benches, sizes);
@@ -792,6 +847,7 @@ std::vector<Bench> all_benches(const Sizes& sizes) {
     add_embedding_and_merge(benches, sizes);
     add_vision_layout(benches, sizes);
     add_optimizer_casts_and_copies(benches, sizes);
+    add_lora(benches, sizes);
     return benches;
 }
 

@@ -273,6 +273,22 @@ public:
         return NVLM_OK;
     }
 
+    nvlm_status lora_forward(float* out, float* down, const float* base_out, const float* base_dora,
+                             const float* x_lora, const float* a, const float* b, const float* col_scale, int64_t m,
+                             int64_t k, int64_t n, int64_t r, float scaling) override {
+        cpu::lora_forward(out, down, base_out, base_dora, x_lora, a, b, col_scale, m, k, n, r, scaling);
+        return NVLM_OK;
+    }
+
+    nvlm_status lora_backward(float* dbase_out, float* dbase_dora, float* dx_lora, float* da, float* db,
+                              float* dcol_scale, const float* dout, const float* base_dora, const float* x_lora,
+                              const float* a, const float* b, const float* col_scale, const float* down, int64_t m,
+                              int64_t k, int64_t n, int64_t r, float scaling) override {
+        cpu::lora_backward(dbase_out, dbase_dora, dx_lora, da, db, dcol_scale, dout, base_dora, x_lora, a, b,
+                           col_scale, down, m, k, n, r, scaling);
+        return NVLM_OK;
+    }
+
     nvlm_status cast(void* dst, nvlm_dtype dst_dtype, const void* src, nvlm_dtype src_dtype, int64_t n) override {
         cpu::cast(dst, dst_dtype, src, src_dtype, n);
         return NVLM_OK;

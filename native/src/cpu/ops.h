@@ -90,6 +90,15 @@ void nf4_dequantize_ref(float* w, const nf4::Weight& quantized, int64_t n, int64
 void nf4_linear_forward(float* out, const float* x, const nf4::Weight& w, int64_t m, int64_t k, int64_t n);
 void nf4_linear_backward(float* dx, const float* dout, const nf4::Weight& w, int64_t m, int64_t k, int64_t n);
 
+// LoRA / DoRA (lora.cpp): the adapter path fused onto the base output, nvlm.h's nvlm_lora_*.
+void lora_forward(float* out, float* down, const float* base_out, const float* base_dora, const float* x_lora,
+                  const float* a, const float* b, const float* col_scale, int64_t m, int64_t k, int64_t n, int64_t r,
+                  float scaling);
+void lora_backward(float* dbase_out, float* dbase_dora, float* dx_lora, float* da, float* db, float* dcol_scale,
+                   const float* dout, const float* base_dora, const float* x_lora, const float* a, const float* b,
+                   const float* col_scale, const float* down, int64_t m, int64_t k, int64_t n, int64_t r,
+                   float scaling);
+
 void cast(void* dst, nvlm_dtype dst_dtype, const void* src, nvlm_dtype src_dtype, int64_t n);
 
 }  // namespace nvlm::cpu

@@ -124,6 +124,15 @@ public:
     nvlm_status nf4_linear_backward(float* dx, const float* dout, const nf4::Weight& w, int64_t m, int64_t k,
         int64_t n) override;
 
+    // ---- LoRA / DoRA adapters: lora.cu ----
+    nvlm_status lora_forward(float* out, float* down, const float* base_out, const float* base_dora,
+        const float* x_lora, const float* a, const float* b, const float* col_scale, int64_t m, int64_t k,
+        int64_t n, int64_t r, float scaling) override;
+    nvlm_status lora_backward(float* dbase_out, float* dbase_dora, float* dx_lora, float* da, float* db,
+        float* dcol_scale, const float* dout, const float* base_dora, const float* x_lora, const float* a,
+        const float* b, const float* col_scale, const float* down, int64_t m, int64_t k, int64_t n, int64_t r,
+        float scaling) override;
+
     // ---- casts: cast.cu ----
     nvlm_status cast(void* dst, nvlm_dtype dst_dtype, const void* src, nvlm_dtype src_dtype, int64_t n) override;
 

@@ -13,7 +13,8 @@ namespace NativeVlm.Adapters;
 /// g = m / ‖W + s·B·A‖ per output row. The norm is detached (DoRA paper §4.3), so no gradient flows
 /// through it; base(x) holds the bias, which DoRA leaves unscaled.</item>
 /// </list>
-/// Gradients reach A, B and m (and x); the base weight W stays frozen.
+/// Gradients reach A, B and m (and x); the base weight W stays frozen. Both run as one fused op,
+/// <see cref="Ops.Lora"/>, on the base output (nvlm_lora_forward: DoRA's g is its column scale).
 /// </summary>
 public sealed class LoraAdapter : ILinearAdapter, IDisposable
 {
@@ -61,33 +62,28 @@ public sealed class LoraAdapter : ILinearAdapter, IDisposable
     public Tensor Forward(Tensor x, Tensor baseOutput)
     {
         Tensor input = _set.Training && Dropout > 0 ? LoraDropout.Apply(x, Dropout, _set.DropoutRandom) : x;
-        Tensor down = Ops.Linear(input, A);                                               // (..., r)
         if (Magnitude == null)
         {
-            return Ops.Residual(baseOutput, Ops.Scale(Ops.Linear(down, B), Scaling));
+            return Ops.Lora(baseOutput, null, input, A, B, null, Scaling);
         }
 
-        // Both DoRA terms scale output feature j (by g_j − 1 and by g_j·s). Scaling row j of W and of B
-        // instead gives the same products and gradients with the ops there are:
-        // (g − 1)·(x'·Wᵀ) = x'·((g − 1)⊙W)ᵀ and g·s·(B·A·x') = (A·x')·((g·s)⊙B)ᵀ. The price is the
-        // [out, in] matrix (g − 1)⊙W, which the tape keeps, and its gradient in backward; a native
-        // column-scale op would scale the [..., out] outputs instead.
+        // DoRA through the fused op: y = base(x) + (g − 1)⊙(x'·Wᵀ) + g⊙s·B·A·x', g = m / ‖W + s·B·A‖ the op's
+        // column scale. x'·Wᵀ is base(x) itself when x' = x and the module has no bias; otherwise (dropout,
+        // or a bias that DoRA leaves unscaled) it is one more base projection of x' without the bias.
         TensorScope scope = TensorScope.Current
             ?? throw new InvalidOperationException("a DoRA forward runs inside a TensorScope (or a Tape) that owns its tensors");
-        Tensor w = Module.Weight.ToDense();                                               // (out, in), frozen
-        float[] norm = WeightNorm(w, A, B, Scaling);
+        float[] norm = WeightNorm(Module.Weight.ToDense(), A, B, Scaling);
         long outFeatures = Module.OutFeatures;
         // Constants of the tape (the detached norm); the backward of ScaleRows reads them.
-        Tensor negatedNorm = scope.Own(Tensor.FromArray(w.Context, norm.Select(n => -n).ToArray(), outFeatures));
-        Tensor inverseNorm = scope.Own(Tensor.FromArray(w.Context, norm.Select(n => 1f / n).ToArray(), outFeatures));
-        Tensor scaledInverseNorm = scope.Own(Tensor.FromArray(w.Context, norm.Select(n => Scaling / n).ToArray(), outFeatures));
-
-        // g − 1 = (m − ‖·‖) / ‖·‖ and g·s = m·s / ‖·‖, per output row.
-        Tensor gMinusOne = RowOps.ScaleRows(Ops.Residual(Magnitude, negatedNorm).Reshape(outFeatures, 1), inverseNorm).Reshape(outFeatures);
-        Tensor gTimesScaling = RowOps.ScaleRows(Magnitude.Reshape(outFeatures, 1), scaledInverseNorm).Reshape(outFeatures);
-        Tensor baseCorrection = Ops.Linear(input, RowOps.ScaleRows(w, gMinusOne));        // (..., out)
-        Tensor adapted = Ops.Linear(down, RowOps.ScaleRows(B, gTimesScaling));            // (..., out)
-        return Ops.Residual(Ops.Residual(baseOutput, baseCorrection), adapted);
+        Tensor negatedNorm = scope.Own(Tensor.FromArray(A.Context, norm.Select(n => -n).ToArray(), outFeatures));
+        Tensor inverseNorm = scope.Own(Tensor.FromArray(A.Context, norm.Select(n => 1f / n).ToArray(), outFeatures));
+        Tensor ones = scope.Own(Tensor.FromArray(A.Context, Enumerable.Repeat(1f, (int)outFeatures).ToArray(), outFeatures));
+        // g = 1 + (m − ‖·‖) / ‖·‖ rather than m · (1 / ‖·‖): exactly 1 where m equals the norm (a fresh
+        // adapter), as PEFT's m / ‖·‖ is, so that the adapter then leaves the output bit for bit unchanged.
+        Tensor gMinusOne = RowOps.ScaleRows(Ops.Residual(Magnitude, negatedNorm).Reshape(outFeatures, 1), inverseNorm);
+        Tensor g = Ops.Residual(gMinusOne.Reshape(outFeatures), ones);
+        Tensor baseWithoutBias = ReferenceEquals(input, x) && Module.Bias == null ? baseOutput : Module.Weight.Forward(input, null);
+        return Ops.Lora(baseOutput, baseWithoutBias, input, A, B, g, Scaling);
     }
 
     /// <summary>‖W + s·B·A‖ per output row [out] for W [out, in], A [r, in], B [out, r]; detached: computed without recording, read on the host.</summary>

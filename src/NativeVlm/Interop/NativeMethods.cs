@@ -165,6 +165,16 @@ internal static partial class NativeMethods
     internal static partial int nvlm_nf4_linear_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dout,
         BufferHandle packed, BufferHandle absmaxQ, BufferHandle absmax2, BufferHandle offset, BufferHandle absmaxCode,
         long m, long k, long n);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_lora_forward(ContextHandle ctx, BufferHandle output, BufferHandle down,
+        BufferHandle baseOut, BufferHandle baseDora, BufferHandle xLora, BufferHandle a, BufferHandle b,
+        BufferHandle colScale, long m, long k, long n, long r, float scaling);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_lora_backward(ContextHandle ctx, BufferHandle dbaseOut, BufferHandle dbaseDora,
+        BufferHandle dxLora, BufferHandle da, BufferHandle db, BufferHandle dcolScale, BufferHandle dout,
+        BufferHandle baseDora, BufferHandle xLora, BufferHandle a, BufferHandle b, BufferHandle colScale,
+        BufferHandle down, long m, long k, long n, long r, float scaling);
 }
 
 /// <summary>nvlm_memory_stats.</summary>
@@ -180,7 +190,7 @@ public struct MemoryStats
 internal static class Native
 {
     /// <summary>The NVLM_ABI_VERSION this assembly was written against.</summary>
-    internal const int AbiVersion = 4;
+    internal const int AbiVersion = 5;
 
     private static readonly Lazy<int> LoadedAbi = new(NativeMethods.nvlm_abi_version);
 

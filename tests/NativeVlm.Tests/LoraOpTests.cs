@@ -1,0 +1,138 @@
+using NativeVlm.Tensors;
+using Xunit;
+
+namespace NativeVlm.Tests;
+
+/// <summary>
+/// The fused LoRA / DoRA op (Ops.Lora, nvlm_lora_*) against a double reference and finite
+/// differences: LoRA (no column scale), DoRA with a separate base term, and DoRA with the base
+/// output as its own base term (one tensor passed twice, as the adapter does without dropout or bias).
+/// </summary>
+public class LoraOpTests
+{
+    // y is linear in each input element on its own (x, a, b, c, the bases each appear once in every
+    // product; the aliased base appears in two terms that are each linear in it), so the central
+    // difference with h = 1 is exact up to ~1e-16·|L| of cancellation.
+    private const double LinearStep = 1;
+
+    private const float Scaling = 0.75f;
+
+    // Inputs: x, bases in (−1, 1), a, b in (−0.5, 0.5), c in (0.5, 1.5), k ≤ 9, r ≤ 8, n ≤ 7, m ≤ 6, so
+    // |down_p| < 4.5 and Σ_p |down_p·b_jp| < 18. Forward, with u = 2^-24 and the standard bound
+    // (a K-term fp32 sum is off by ≤ K·u·Σ|terms|): down is off by ≤ 9u·4.5, which b carries into up as
+    // ≤ 8·0.5·40.5u = 162u, up's own sum adds ≤ 8u·18 = 144u, c·s ≤ 1.125 scales that to 344u, and the
+    // last product and two adds ≤ 4u·(1 + 0.5 + 1.125·18) = 87u: ≤ 431u ≈ 2.6e-5 in all.
+    private static readonly Tol Forward = new(3e-5, 0);
+
+    // Backward, the same bound: the largest is dcol_scale = Σ_rows dout·(base + s·up), ≤ 6 rows of
+    // ≤ 1 + 0.75·18 = 14.5, whose up carries 306u·0.75 per row (1377u over 6 rows) and whose own sum
+    // adds ≤ 8u·87 = 696u: ≤ 2073u ≈ 1.24e-4. dx, da and db stay below 520u ≈ 3.1e-5. A wrong index,
+    // scale or missing term is off by O(0.1).
+    private static readonly Tol Backward = new(1.5e-4, 0);
+
+    private static readonly (int M0, int M1, int K, int N, int R)[] Shapes =
+    [
+        (2, 3, 5, 7, 1), // r = 1, leading dims [2, 3]
+        (1, 4, 9, 3, 8),
+        (3, 2, 6, 5, 3),
+    ];
+
+    /// <summary>
+    /// y (m, n) = baseOut + (c − 1)·baseDora + c·scaling·(x·aᵀ)·bᵀ in double; c null = 1, baseDora null = 0.
+    /// </summary>
+    private static double[] Reference(double[] baseOut, double[]? baseDora, double[] x, double[] a, double[] b,
+        double[]? c, int m, int k, int n, int r)
+    {
+        var y = new double[m * n];
+        for (int i = 0; i < m; i++)
+        {
+            var down = new double[r];
+            for (int p = 0; p < r; p++)
+            {
+                for (int l = 0; l < k; l++)
+                {
+                    down[p] += x[i * k + l] * a[p * k + l];
+                }
+            }
+            for (int j = 0; j < n; j++)
+            {
+                double up = 0;
+                for (int p = 0; p < r; p++)
+                {
+                    up += down[p] * b[j * r + p];
+                }
+                double scale = c?[j] ?? 1;
+                y[i * n + j] = baseOut[i * n + j] + (scale - 1) * (baseDora?[i * n + j] ?? 0) + scale * Scaling * up;
+            }
+        }
+        return y;
+    }
+
+    private static string Label(string kind, (int M0, int M1, int K, int N, int R) s) =>
+        $"lora {kind} x=[{s.M0}, {s.M1}, {s.K}] n={s.N} r={s.R}";
+
+    [SkippableTheory]
+    [MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
+    public void Lora_without_column_scale_adds_the_scaled_low_rank_path(string backend)
+    {
+        using Context ctx = Backends.Open(backend);
+        var rng = new Random(301);
+        foreach (var s in Shapes)
+        {
+            int m = s.M0 * s.M1;
+            OpCheck.Run(ctx, Label("LoRA", s),
+                [
+                    Arg.Random("baseOut", rng, [s.M0, s.M1, s.N]), Arg.Random("x", rng, [s.M0, s.M1, s.K]),
+                    Arg.Random("a", rng, [s.R, s.K], -0.5, 0.5), Arg.Random("b", rng, [s.N, s.R], -0.5, 0.5),
+                ],
+                [s.M0, s.M1, s.N],
+                t => Ops.Lora(t[0], null, t[1], t[2], t[3], null, Scaling),
+                v => Reference(v[0], null, v[1], v[2], v[3], null, m, s.K, s.N, s.R),
+                Forward, Backward, LinearStep);
+        }
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
+    public void Dora_scales_columns_and_corrects_the_base(string backend)
+    {
+        using Context ctx = Backends.Open(backend);
+        var rng = new Random(302);
+        foreach (var s in Shapes)
+        {
+            int m = s.M0 * s.M1;
+            OpCheck.Run(ctx, Label("DoRA", s),
+                [
+                    Arg.Random("baseOut", rng, [s.M0, s.M1, s.N]), Arg.Random("baseDora", rng, [s.M0, s.M1, s.N]),
+                    Arg.Random("x", rng, [s.M0, s.M1, s.K]), Arg.Random("a", rng, [s.R, s.K], -0.5, 0.5),
+                    Arg.Random("b", rng, [s.N, s.R], -0.5, 0.5), Arg.Random("c", rng, [s.N], 0.5, 1.5),
+                ],
+                [s.M0, s.M1, s.N],
+                t => Ops.Lora(t[0], t[1], t[2], t[3], t[4], t[5], Scaling),
+                v => Reference(v[0], v[1], v[2], v[3], v[4], v[5], m, s.K, s.N, s.R),
+                Forward, Backward, LinearStep);
+        }
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
+    public void Dora_with_the_base_output_as_its_own_base_term_gets_both_gradients(string backend)
+    {
+        using Context ctx = Backends.Open(backend);
+        var rng = new Random(303);
+        foreach (var s in Shapes)
+        {
+            int m = s.M0 * s.M1;
+            OpCheck.Run(ctx, Label("DoRA aliased base", s),
+                [
+                    Arg.Random("baseOut", rng, [s.M0, s.M1, s.N]), Arg.Random("x", rng, [s.M0, s.M1, s.K]),
+                    Arg.Random("a", rng, [s.R, s.K], -0.5, 0.5), Arg.Random("b", rng, [s.N, s.R], -0.5, 0.5),
+                    Arg.Random("c", rng, [s.N], 0.5, 1.5),
+                ],
+                [s.M0, s.M1, s.N],
+                t => Ops.Lora(t[0], t[0], t[1], t[2], t[3], t[4], Scaling),
+                v => Reference(v[0], v[0], v[1], v[2], v[3], v[4], m, s.K, s.N, s.R),
+                Forward, Backward, LinearStep);
+        }
+    }
+}
