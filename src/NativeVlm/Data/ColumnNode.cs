@@ -1,5 +1,5 @@
+using System.Diagnostics;
 using Parquet;
-using Parquet.Data;
 using Parquet.Schema;
 
 namespace NativeVlm.Data;
@@ -70,30 +70,46 @@ internal sealed class LeafNode : ColumnNode
 
     public bool AtEnd => _position == _definitions.Length;
 
-    /// <summary>Reads this column of <paramref name="rowGroup"/>; values are copied out of Parquet.Net's pooled buffers.</summary>
+    /// <summary>Reads this column of <paramref name="rowGroup"/>; values are copied out of the read buffer.</summary>
     public async Task LoadAsync(ParquetRowGroupReader rowGroup, CancellationToken cancellationToken)
     {
-        using RawColumnData raw = await rowGroup.ReadRawColumnDataBaseAsync(_field, cancellationToken).ConfigureAwait(false);
-        // A required column has no definition levels (all are 0), an unrepeated one no repetition levels.
-        _definitions = _field.MaxDefinitionLevel > 0 ? raw.DefinitionLevels.ToArray() : new int[rowGroup.RowCount];
-        _repetitions = _field.MaxRepetitionLevel > 0 ? raw.RepetitionLevels.ToArray() : new int[_definitions.Length];
-        if (_repetitions.Length != _definitions.Length)
+        // One closed generic call per kind (LeafShape.Bind has checked the field's ClrType), not
+        // ReadRawColumnDataBaseAsync: that instantiates its generic reader by MakeGenericMethod, which
+        // has no native code under NativeAOT.
+        (_definitions, _repetitions, _values) = _kind switch
         {
-            throw new InvalidDataException(
-                $"column '{ColumnPath}' has {_definitions.Length} definition levels and {_repetitions.Length} repetition levels");
-        }
-        // Parquet.Net packs the non-null values at the front of a buffer that may be longer.
-        int present = _definitions.Count(level => level == _field.MaxDefinitionLevel);
-        _values = raw switch
-        {
-            RawColumnData<ReadOnlyMemory<char>> text when _kind == LeafKind.Text && text.Values.Length >= present =>
-                text.Values[..present].ToArray().Select(value => (object)value.ToString()).ToArray(),
-            RawColumnData<ReadOnlyMemory<byte>> binary when _kind == LeafKind.Binary && binary.Values.Length >= present =>
-                binary.Values[..present].ToArray().Select(value => (object)value.ToArray()).ToArray(),
-            _ => throw new InvalidDataException($"column '{ColumnPath}' decoded to {raw.GetType().Name} with fewer than {present} values"),
+            LeafKind.Text => await ReadAsync<ReadOnlyMemory<char>>(rowGroup, text => text.ToString(), cancellationToken).ConfigureAwait(false),
+            LeafKind.Binary => await ReadAsync<ReadOnlyMemory<byte>>(rowGroup, bytes => bytes.ToArray(), cancellationToken).ConfigureAwait(false),
+            _ => throw new UnreachableException($"leaf kind {_kind}"),
         };
         _position = 0;
         _valueIndex = 0;
+    }
+
+    /// <summary>The column's level entries and its present values, each copied by <paramref name="copy"/>.</summary>
+    private async Task<(int[] Definitions, int[] Repetitions, object[] Values)> ReadAsync<T>(
+        ParquetRowGroupReader rowGroup, Func<T, object> copy, CancellationToken cancellationToken)
+        where T : struct
+    {
+        // The chunk's value count is its number of level entries, nulls and empty lists included: the
+        // length ReadRawAsync requires of each buffer it is given.
+        long entryCount = rowGroup.GetMetadata(_field)?.MetaData?.NumValues
+            ?? throw new InvalidDataException($"column '{ColumnPath}' has no column chunk metadata");
+        var values = new T[entryCount];
+        // A required column has no definition levels (all are 0), an unrepeated one no repetition levels;
+        // a repeated column always has definition levels (its empty lists), so both arrays are as long.
+        int[] definitions = new int[_field.MaxDefinitionLevel > 0 ? entryCount : rowGroup.RowCount];
+        int[] repetitions = new int[definitions.Length];
+        Memory<int>? definitionBuffer = _field.MaxDefinitionLevel > 0 ? definitions.AsMemory() : null;
+        Memory<int>? repetitionBuffer = _field.MaxRepetitionLevel > 0 ? repetitions.AsMemory() : null;
+        await rowGroup.ReadRawAsync<T>(_field, values, definitionBuffer, repetitionBuffer, cancellationToken).ConfigureAwait(false);
+        // ReadRawAsync packs the non-null values at the front of the buffer.
+        int present = definitions.Count(level => level == _field.MaxDefinitionLevel);
+        if (present > values.Length)
+        {
+            throw new InvalidDataException($"column '{ColumnPath}' has {values.Length} values, fewer than its {present} present ones");
+        }
+        return (definitions, repetitions, values[..present].Select(copy).ToArray());
     }
 
     public int PeekDefinition() => _definitions[CheckedPosition()];
