@@ -75,12 +75,28 @@ managed() {
   dotnet build "$ROOT/NativeVlm.sln" -c "$CONFIGURATION" -nologo -v quiet
 }
 
+# The native parity suite: CUDA against the CPU twin where a GPU is present; elsewhere (exit 77) its
+# CPU-against-CPU self-test, which checks the harness itself. Its cases are not counted as tests.
+native_tests() {
+  log "native parity suite (build/native/nvlm_test_backend_ops)"
+  local suite="$ROOT/build/native/nvlm_test_backend_ops" out="$ROOT/build/test-results/native-parity.log" rc=0
+  "$suite" > "$out" 2>&1 || rc=$?
+  if [ "$rc" = 77 ]; then
+    echo "$(head -n1 "$out"); running the CPU self-test"
+    rc=0
+    "$suite" --cpu-only > "$out" 2>&1 || rc=$?
+  fi
+  tail -n1 "$out"
+  [ "$rc" = 0 ] || { grep '^FAIL' "$out" >&2; echo "build.sh: native parity suite failed (log: $out)" >&2; return 1; }
+}
+
 run_tests() {
   log "tests"
   rm -rf "$ROOT/build/test-results"
   dotnet test "$ROOT/NativeVlm.sln" -c "$CONFIGURATION" --no-build -nologo \
     --logger "console;verbosity=normal" --logger "trx;LogFileName=results.trx" \
     --results-directory "$ROOT/build/test-results"
+  native_tests
 }
 
 aot() {

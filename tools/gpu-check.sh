@@ -19,8 +19,8 @@
 # 570) is the budget of the whole run: stages get shorter timeouts near its end, and are skipped past it,
 # so that the report is always written.
 #
-# Output under $OUT (default build/gpu-check/): gpu-check.md, machine.txt, stages.tsv, parity.md,
-# bench.json, reference.json and one .log per stage.
+# Output under $OUT (default build/gpu-check/): gpu-check.md, bench.json, reference.json, and logs.tar.gz
+# holding machine.txt, stages.tsv, parity.md and one .log per stage.
 # Exit status: 0 when every stage that ran succeeded (the parity suite passing included), 1 otherwise.
 set -uo pipefail
 
@@ -182,5 +182,8 @@ if ! python3 "$ROOT/tools/gpu_report.py" --dir "$OUT" --compact; then
   cat "$OUT/stages.tsv"
   failures=$((failures + 1))
 fi
-log "done: $failures failing stage(s)"
+# The device tool brings back only a few files of $OUT, so the logs and raw tables travel as one
+# archive beside the report and the JSON it was made from.
+( cd "$OUT" && tar czf logs.tar.gz --remove-files -- *.log stages.tsv machine.txt parity.md 2>/dev/null )
+log "done: $failures failing stage(s); $OUT: $(cd "$OUT" && echo *)"
 (( failures == 0 ))
