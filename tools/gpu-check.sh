@@ -12,14 +12,17 @@
 #   bench       build/gpu/nvlm_bench_ops --device cuda --json $OUT/bench.json
 #   aot-*       when build/aot/nativevlm exists (a NativeAOT host carried from the CPU machine), with
 #               NVLM_NATIVE_LIB=build/gpu/libnvlm.so: compare against transformers on
-#               tests/fixtures/tiny-idefics3 (without and with the DoRA adapter) and a 256M forward bench
+#               tests/fixtures/tiny-idefics3 (without and with the DoRA adapter), a 256M forward bench, and
+#               per config of tools/configs (SmolVLM-256M-Instruct, SmolVLM-Instruct) NativeVlm's own DPO step
+#               (bench --dpo-step: NF4 + DoRA r8, one 4×4-tiled image, 200 completion tokens) into
+#               $OUT/dpo-step-<config>.json
 #   reference   tools/gpu_reference.py: cuBLAS bf16 and copy ceilings, PyTorch SDPA, transformers + peft DPO step
 #   report      tools/gpu_report.py: $OUT/gpu-check.md, printed compact to stdout at the end
-# --no-X skips a stage (--no-dpo keeps the reference but leaves out its DPO step); --time-limit S (default
+# --no-X skips a stage (--no-dpo leaves out the DPO steps, the host's and the reference's); --time-limit S (default
 # 570) is the budget of the whole run: stages get shorter timeouts near its end, and are skipped past it,
 # so that the report is always written.
 #
-# Output under $OUT (default build/gpu-check/): gpu-check.md, bench.json, reference.json, and logs.tar.gz
+# Output under $OUT (default build/gpu-check/): gpu-check.md, bench.json, reference.json, dpo-step-*.json, and logs.tar.gz
 # holding machine.txt, stages.tsv, parity.md and one .log per stage.
 # Exit status: 0 when every stage that ran succeeded (the parity suite passing included), 1 otherwise.
 set -uo pipefail
@@ -32,14 +35,14 @@ OUT=$(cd "$OUT" && pwd)
 BUILD=$ROOT/build/gpu
 AOT_HOST=$ROOT/build/aot/nativevlm
 
-run_parity=1 run_bench=1 run_aot=1 run_reference=1 reference_args=() TIME_LIMIT=570
+run_parity=1 run_bench=1 run_aot=1 run_reference=1 run_dpo=1 reference_args=() TIME_LIMIT=570
 while (( $# > 0 )); do
   case $1 in
     --no-parity) run_parity=0 ;;
     --no-bench) run_bench=0 ;;
     --no-aot) run_aot=0 ;;
     --no-reference) run_reference=0 ;;
-    --no-dpo) reference_args+=(--skip-dpo) ;;
+    --no-dpo) run_dpo=0 reference_args+=(--skip-dpo) ;;
     --time-limit) TIME_LIMIT=$2; shift ;;
     *) echo "usage: tools/gpu-check.sh [--no-parity] [--no-bench] [--no-aot] [--no-reference] [--no-dpo] [--time-limit S]" >&2
        exit 2 ;;
@@ -164,6 +167,17 @@ else
     --model "$fixtures/tiny-idefics3" --adapter "$fixtures/tiny-idefics3-dora" \
     --inputs "$fixtures/tiny-idefics3/inputs.safetensors" --expected "$fixtures/tiny-idefics3-dora/dpo_outputs.safetensors"
   run_stage aot-bench 120 aot-bench.log "${host[@]}" bench --device cuda --config "$ROOT/tools/configs/smolvlm-256m-instruct.json"
+  # The shapes of gpu_reference.py's transformers + peft step. SmolVLM-Instruct's timeout is the larger
+  # because its 2.2 B random weights are drawn on the host first (build_s in the JSON).
+  for model in smolvlm-256m-instruct:120 smolvlm-instruct:240; do
+    config=${model%%:*}
+    if (( run_dpo )); then
+      run_stage "aot-dpo-step-$config" "${model##*:}" "aot-dpo-step-$config.log" "${host[@]}" bench --device cuda --dpo-step \
+        --config "$ROOT/tools/configs/$config.json" --json "$OUT/dpo-step-$config.json"
+    else
+      skip "aot-dpo-step-$config" "--no-dpo"
+    fi
+  done
 fi
 
 # ---- PyTorch on the same GPU ---------------------------------------------------------------------

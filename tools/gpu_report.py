@@ -10,6 +10,7 @@ Reads, each optional (a missing file is reported as missing):
   bench.json      nvlm_bench_ops --device cuda --json (tools/bench/bench_ops.cpp)
   reference.json  tools/gpu_reference.py: cuBLAS / copy ceilings, PyTorch SDPA, transformers + peft DPO step
   aot-*.log       the NativeAOT host's runs (nativevlm compare / bench on CUDA), when it was present
+  dpo-step-*.json the host's `nativevlm bench --dpo-step --json` per config of tools/configs
 Writes --output (default DIR/gpu-check.md); --compact also prints a shorter version to stdout for a
 caller that sees only the end of the output: the big kernel table first and the summaries last, the
 parity table cut to its failing rows, log tails and error lists shortened, SDPA per-backend errors left out.
@@ -278,30 +279,86 @@ def attention_section(bench, reference):
     return full, text
 
 
-def dpo_section(reference):
-    head = "## transformers + peft DPO step (SmolVLM-Instruct, random weights)"
+def read_dpo_steps(folder):
+    """{config name: (figures, problem)} of nativevlm bench --dpo-step's dpo-step-<config>.json files."""
+    steps = {}
+    for path in sorted(glob.glob(os.path.join(folder, "dpo-step-*.json"))):
+        config = os.path.basename(path)[len("dpo-step-"):-len(".json")]
+        steps[config] = read_json(path)
+    return steps
+
+
+def reference_config(dpo):
+    """The tools/configs name gpu_reference.py's DPO step was built from (its "model" names the file)."""
+    match = re.search(r"tools/configs/([\w.-]+)\.json", (dpo or {}).get("model", ""))
+    return match.group(1) if match else None
+
+
+def gib(value):
+    return "" if value is None else f"{value / 2**30:.2f}"
+
+
+ADAPTER_NAMES = {"dora": "DoRA", "lora": "LoRA"}
+
+
+def dpo_section(reference, dpo_steps):
+    """NativeVlm's DPO step per config beside transformers + peft's at the same shapes; "vs transformers"
+    is their time over ours."""
+    head = "## DPO step: NativeVlm (nativevlm bench --dpo-step) and transformers + peft, random weights"
     dpo = (reference or {}).get("dpo_step")
-    if not isinstance(dpo, dict):
-        text = f"{head}\n\nNot measured."
-        return text, text
-    if "step_ms" not in dpo:
-        text = f"{head}\n\nerror: {dpo.get('error', 'no step time recorded')}"
-        return text, text
-    rows = [
-        ("ms / step (median)", f"{dpo['step_ms']:.0f}  (all: {', '.join(f'{t:.0f}' for t in dpo.get('step_ms_all', []))})"),
-        ("pairs / s", f"{dpo['pairs_per_s']:.2f}"),
-        ("max memory allocated", f"{dpo['max_memory_allocated_bytes'] / 2**30:.1f} GiB"),
-        ("sequence", f"{dpo.get('sequence_tokens')} tokens ({dpo.get('image_tokens')} image, "
-                     f"{dpo.get('completion_tokens')} completion) × batch {dpo.get('batch')}"),
-        ("attention", ", ".join(f"{part} {name}" for part, name in dpo.get("attn_implementation", {}).items())),
-        ("gradient checkpointing", "yes (out of memory without it)" if dpo.get("gradient_checkpointing") else "no"),
-        ("trainable / all params", f"{dpo.get('trainable_params', 0):,} / {dpo.get('all_params', 0):,}"),
-        ("versions", f"transformers {dpo.get('transformers')}, peft {dpo.get('peft')}"),
-    ]
-    text = f"{head}\n\n" + table(["", ""], rows)
-    for key in ("attn_implementation_errors", "out_of_memory_without_checkpointing"):
-        if dpo.get(key):
-            text += f"\n\n{key}: {dpo[key]}"
+    dpo = dpo if isinstance(dpo, dict) else None
+    theirs_config = reference_config(dpo)
+    theirs_ms = dpo.get("step_ms") if dpo else None
+    notes = []
+    rows = []
+    for config, (ours, problem) in dpo_steps.items():
+        if ours is None:
+            notes.append(f"{config}: {problem}")
+            continue
+        ms = ours.get("step_ms")
+        compared = theirs_ms is not None and config == theirs_config
+        if compared:
+            for key in ("sequence_tokens", "image_tokens", "completion_tokens", "batch"):
+                if ours.get(key) != dpo.get(key):
+                    notes.append(f"{config}: {key} {ours.get(key)} here, {dpo.get(key)} in transformers + peft: not like for like")
+        settings = (f"{'NF4' if ours.get('quant') == 'nf4' else 'f32'} base, {ADAPTER_NAMES.get(ours.get('adapter'), ours.get('adapter'))} "
+                    f"r{ours.get('lora_r')}" + (", grad. ckpt" if ours.get("gradient_checkpointing") else ""))
+        rows.append((config, settings, f"{ours.get('sequence_tokens')} × {ours.get('batch')}",
+                     f"{ms:.0f}" if ms is not None else "", f"{ours.get('pairs_per_s', 0):.2f}",
+                     f"{ours.get('tokens_per_s', 0):,.0f}", gib(ours.get("peak_device_memory_bytes")),
+                     f"{theirs_ms:.0f}" if compared else "",
+                     gib(dpo.get("max_memory_allocated_bytes")) if compared else "",
+                     ratio(theirs_ms / ms) if compared and ms else ""))
+    text = head + "\n\n"
+    if rows:
+        text += table(["config", "NativeVlm settings", "tokens × rows", "ms / step", "pairs / s", "tokens / s",
+                       "peak GiB", "transformers ms / step", "transformers GiB", "vs transformers"], rows)
+    else:
+        text += "NativeVlm: not measured (see Stages: aot-dpo-step-*)."
+    if dpo is None:
+        text += "\n\ntransformers + peft: not measured."
+    elif theirs_ms is None:
+        text += f"\n\ntransformers + peft ({theirs_config}): error: {dpo.get('error', 'no step time recorded')}"
+    else:
+        details = [
+            ("config", theirs_config),
+            ("settings", f"{dpo.get('dtype')} base, LoRA r{dpo.get('lora', {}).get('r')} (no NF4, no DoRA)"),
+            ("ms / step (median)", f"{theirs_ms:.0f}  (all: {', '.join(f'{t:.0f}' for t in dpo.get('step_ms_all', []))})"),
+            ("pairs / s", f"{dpo['pairs_per_s']:.2f}"),
+            ("max memory allocated", f"{dpo['max_memory_allocated_bytes'] / 2**30:.1f} GiB"),
+            ("sequence", f"{dpo.get('sequence_tokens')} tokens ({dpo.get('image_tokens')} image, "
+                         f"{dpo.get('completion_tokens')} completion) × batch {dpo.get('batch')}"),
+            ("attention", ", ".join(f"{part} {name}" for part, name in dpo.get("attn_implementation", {}).items())),
+            ("gradient checkpointing", "yes (out of memory without it)" if dpo.get("gradient_checkpointing") else "no"),
+            ("trainable / all params", f"{dpo.get('trainable_params', 0):,} / {dpo.get('all_params', 0):,}"),
+            ("versions", f"transformers {dpo.get('transformers')}, peft {dpo.get('peft')}"),
+        ]
+        text += "\n\ntransformers + peft:\n\n" + table(["", ""], details)
+        for key in ("attn_implementation_errors", "out_of_memory_without_checkpointing"):
+            if dpo.get(key):
+                notes.append(f"transformers + peft {key}: {dpo[key]}")
+    if notes:
+        text += "\n\n" + "\n".join(f"- {note}" for note in notes)
     return text, text
 
 
@@ -363,7 +420,7 @@ def main():
     kernels_part = kernels_section(bench, bench_problem, peak_tflops, copy_gbps)
     nf4_part = nf4_section(bench, reference)
     attention_part = attention_section(bench, reference)
-    dpo_part = dpo_section(reference)
+    dpo_part = dpo_section(reference, read_dpo_steps(folder))
     aot_part = aot_section(folder)
     errors_part = errors_section(bench, bench_problem, reference, reference_problem)
 

@@ -1,5 +1,6 @@
 using NativeVlm.IO;
 using NativeVlm.Tensors;
+using NativeVlm.Training;
 
 namespace NativeVlm.Models;
 
@@ -75,16 +76,27 @@ public sealed class Weights
         return _shared.Reader.ToTensor(Context, full);
     }
 
+    // Values are drawn in fixed chunks, each from its own generator seeded by the tensor's seed and the
+    // chunk's index, so chunks fill in parallel (a 2-billion-parameter model in seconds) and the values
+    // do not depend on the number of threads.
+    private const int RandomChunk = 1 << 16;
+
     private Tensor RandomTensor(long[] shape)
     {
         var values = new float[shape.Aggregate(1L, (a, d) => a * d)];
-        Random random = _shared.Random!;
-        for (int i = 0; i < values.Length; i++)
+        ulong tensorSeed = (ulong)_shared.Random!.NextInt64();
+        int chunks = (values.Length + RandomChunk - 1) / RandomChunk;
+        Parallel.For(0, chunks, chunk =>
         {
-            // Box–Muller: one normal sample from two uniforms.
-            double u1 = 1.0 - random.NextDouble(), u2 = random.NextDouble();
-            values[i] = (float)(0.02 * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
-        }
+            var random = new Xoshiro256(tensorSeed + (ulong)chunk * 0x9E3779B97F4A7C15UL);
+            int end = Math.Min(values.Length, (chunk + 1) * RandomChunk);
+            for (int i = chunk * RandomChunk; i < end; i++)
+            {
+                // Box–Muller: one normal sample from two uniforms.
+                double u1 = 1.0 - random.NextDouble(), u2 = random.NextDouble();
+                values[i] = (float)(0.02 * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
+            }
+        });
         return Tensor.FromArray(Context, values, shape);
     }
 
