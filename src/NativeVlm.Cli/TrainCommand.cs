@@ -70,7 +70,9 @@ public sealed class TrainOptions
     [Option("loss_weights", HelpText = "Comma-separated, one per loss_type.")] public string? LossWeights { get; set; }
     [Option("label_smoothing")] public string? LabelSmoothing { get; set; }
     [Option("rpo_alpha")] public string? RpoAlpha { get; set; }
-    [Option("precompute_ref_log_probs")] public string? PrecomputeRefLogProbs { get; set; }
+    [Option("precompute_ref_log_probs", HelpText = "true: reference log-probs computed once before training and cached on disk (reused across epochs and runs).")]
+    public string? PrecomputeRefLogProbs { get; set; }
+    [Option("ref_log_probs_dir", HelpText = "Folder of the precompute_ref_log_probs cache (default: output_dir/ref_logps).")] public string? RefLogProbsDir { get; set; }
     [Option("max_length")] public string? MaxLength { get; set; }
     [Option("max_prompt_length")] public string? MaxPromptLength { get; set; }
     [Option("max_completion_length")] public string? MaxCompletionLength { get; set; }
@@ -94,7 +96,7 @@ public sealed class TrainOptions
         ("weight_decay", WeightDecay), ("logging_steps", LoggingSteps), ("eval_steps", EvalSteps), ("save_steps", SaveSteps),
         ("save_total_limit", SaveTotalLimit), ("seed", Seed), ("gradient_checkpointing", GradientCheckpointing), ("beta", Beta),
         ("loss_type", LossType), ("loss_weights", LossWeights), ("label_smoothing", LabelSmoothing), ("rpo_alpha", RpoAlpha),
-        ("precompute_ref_log_probs", PrecomputeRefLogProbs), ("max_length", MaxLength), ("max_prompt_length", MaxPromptLength),
+        ("precompute_ref_log_probs", PrecomputeRefLogProbs), ("ref_log_probs_dir", RefLogProbsDir), ("max_length", MaxLength), ("max_prompt_length", MaxPromptLength),
         ("max_completion_length", MaxCompletionLength), ("assistant_only_loss", AssistantOnlyLoss), ("lora_r", LoraR),
         ("lora_alpha", LoraAlpha), ("lora_dropout", LoraDropout), ("use_dora", UseDora), ("lora_target_modules", LoraTargetModules),
         ("train_modules", TrainModules), ("quant", Quant), ("device", Device),
@@ -141,6 +143,14 @@ public static class TrainCommand
         {
             throw new ArgumentException("max_prompt_length and max_completion_length are DPO limits; sft has max_length");
         }
+        if (options.Objective == TrainingObjective.Dpo && args.LoraTargetModules.Count == 0)
+        {
+            throw new ArgumentException("lora_target_modules: dpo trains adapters (the reference is the model with them off)");
+        }
+        if (options.Objective == TrainingObjective.Sft && args.PrecomputeRefLogProbs)
+        {
+            throw new ArgumentException("precompute_ref_log_probs is a DPO setting: sft has no reference model");
+        }
 
         VlmProcessor processor = VlmProcessor.Load(options.Model);
         var builder = new SampleBuilder(processor, new SampleLimits(args.MaxLength, args.MaxPromptLength, args.MaxCompletionLength),
@@ -152,7 +162,8 @@ public static class TrainCommand
         var collator = new BatchCollator(processor.PadTokenId);
 
         using Context ctx = Context.Create(args.Device);
-        using Idefics3Model model = Idefics3Model.Load(options.Model, ctx, args.Quant == "nf4" ? BaseWeightQuantization.Nf4 : BaseWeightQuantization.None);
+        BaseWeightQuantization quantization = args.Quant == "nf4" ? BaseWeightQuantization.Nf4 : BaseWeightQuantization.None;
+        using Idefics3Model model = Idefics3Model.Load(options.Model, ctx, quantization);
         model.Text.GradientCheckpointing = args.GradientCheckpointing;
         using LoraAdapterSet? adapters = args.LoraTargetModules.Count > 0
             ? LoraAdapterSet.Create(model.Linears, LoraConfig.Create(TargetModules.FromNames(args.LoraTargetModules), args.LoraR, args.LoraAlpha,
@@ -162,22 +173,40 @@ public static class TrainCommand
         Console.WriteLine($"model: {options.Model} ({args.Quant}, {args.Device}); training {weights.NamedParameters.Count} tensors, " +
             $"{weights.Parameters.Sum(p => p.ElementCount):N0} parameters");
 
-        return options.Objective == TrainingObjective.Dpo
-            ? Run(options, args, weights, new DpoTrainingObjective(new DpoObjective(model, adapters, new DpoLoss(new DpoLossOptions
-              {
-                  LossTypes = args.LossType.Select(DpoLossTypes.Parse).ToList(),
-                  LossWeights = args.LossWeights,
-                  Beta = args.Beta,
-                  LabelSmoothing = args.LabelSmoothing,
-                  RpoAlpha = args.RpoAlpha,
-              })), adapters ?? throw new ArgumentException("dpo trains adapters: give lora_target_modules (the reference is the model with them off)")),
-              split => ReadAll(TrainingSamples.ReadDpoAsync(builder, data, split, policy, new DatasetSummary()), collator.CollateDpo))
-            : Run(options, args, weights, new SftObjective(model),
-              split => ReadAll(TrainingSamples.ReadSftAsync(builder, data, split, policy, new DatasetSummary()), collator.CollateSft));
+        if (options.Objective == TrainingObjective.Sft)
+        {
+            return Run(options, args, weights, new SftObjective(model),
+                split => ReadAll(TrainingSamples.ReadSftAsync(builder, data, split, policy, new DatasetSummary()), collator.CollateSft), prepare: null);
+        }
+        var dpo = new DpoObjective(model, adapters, new DpoLoss(new DpoLossOptions
+        {
+            LossTypes = args.LossType.Select(DpoLossTypes.Parse).ToList(),
+            LossWeights = args.LossWeights,
+            Beta = args.Beta,
+            LabelSmoothing = args.LabelSmoothing,
+            RpoAlpha = args.RpoAlpha,
+        }));
+        ReferenceLogProbCache? references = args.PrecomputeRefLogProbs
+            ? ReferenceLogProbCache.Open(args.RefLogProbsDir ?? Path.Combine(args.OutputDir, ReferenceLogProbCache.DefaultDirectoryName),
+                ReferenceLogProbCache.ModelIdentity(options.Model, quantization, ctx.Kind))
+            : null;
+        var objective = new DpoTrainingObjective(dpo, adapters!) { References = references };
+        return Run(options, args, weights, objective,
+            split => ReadAll(TrainingSamples.ReadDpoAsync(builder, data, split, policy, new DatasetSummary()), collator.CollateDpo),
+            references == null ? null : (train, eval) =>
+            {
+                objective.PrecomputeReferences(train);
+                if (eval != null)
+                {
+                    objective.PrecomputeReferences(eval);
+                }
+                Console.WriteLine($"reference log-probs: {references.Computed} computed, {references.Reused} reused from {Path.GetFullPath(references.FilePath)}");
+            });
     }
 
+    /// <param name="prepare">Work on the data before training (the DPO reference log-probs' precompute), given the train and eval splits.</param>
     private static int Run<TBatch>(TrainOptions options, TrainingArguments args, TrainedWeights weights, ITrainingObjective<TBatch> objective,
-        Func<string, ITrainingData<TBatch>> read)
+        Func<string, ITrainingData<TBatch>> read, Action<ITrainingData<TBatch>, ITrainingData<TBatch>?>? prepare)
     {
         ITrainingData<TBatch> train = read(options.Split);
         ITrainingData<TBatch>? eval = options.EvalSplit != null ? read(options.EvalSplit) : null;
@@ -186,6 +215,7 @@ public static class TrainCommand
         {
             throw new ArgumentException($"split {options.Split} of {string.Join(", ", options.Data)} gave no usable samples");
         }
+        prepare?.Invoke(train, eval);
         string? resumeFrom = options.ResumeFrom;
         if (options.Resume)
         {

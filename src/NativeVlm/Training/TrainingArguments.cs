@@ -44,6 +44,8 @@ public sealed class TrainingArguments
     public double LabelSmoothing { get; set; }
     public double? RpoAlpha { get; set; }
     public bool PrecomputeRefLogProbs { get; set; }
+    /// <summary>Where precompute_ref_log_probs keeps its cache (ReferenceLogProbCache); null: output_dir/ref_logps.</summary>
+    public string? RefLogProbsDir { get; set; }
 
     // Sample limits (TRL)
     public int? MaxLength { get; set; }
@@ -104,6 +106,7 @@ public sealed class TrainingArguments
         ["label_smoothing"] = (a, v) => a.LabelSmoothing = Number(v),
         ["rpo_alpha"] = (a, v) => a.RpoAlpha = OptionalNumber(v),
         ["precompute_ref_log_probs"] = (a, v) => a.PrecomputeRefLogProbs = Bool(v),
+        ["ref_log_probs_dir"] = (a, v) => a.RefLogProbsDir = IsNone(v) ? null : v,
         ["max_length"] = (a, v) => a.MaxLength = OptionalInt(v),
         ["max_prompt_length"] = (a, v) => a.MaxPromptLength = OptionalInt(v),
         ["max_completion_length"] = (a, v) => a.MaxCompletionLength = OptionalInt(v),

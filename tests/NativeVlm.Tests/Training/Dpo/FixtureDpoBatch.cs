@@ -11,23 +11,24 @@ namespace NativeVlm.Tests.Training.Dpo;
 /// <see cref="BatchCollator.CollateDpo"/> builds the model rows. Checks that those rows are what TRL's
 /// concatenated_forward gave the model (concatenated.input_ids / attention_mask): the same masks and the
 /// same ids wherever the mask is 1 (padding ids differ — TRL pads completions with 0 and rolls the prompt's
-/// left padding to the end — and are never attended to nor scored).
+/// left padding to the end — and are never attended to nor scored). <c>prefix</c> selects one batch of a
+/// file holding several (dpo-train-steps' <c>microbatch.i.</c>).
 /// </summary>
 internal static class FixtureDpoBatch
 {
-    public static DpoBatch Read(string path, int padTokenId = 0)
+    public static DpoBatch Read(string path, string prefix = "", int padTokenId = 0)
     {
         using SafeTensorsReader file = SafeTensorsReader.Open(path);
-        int pairs = (int)file.GetInfo("prompt_input_ids").Shape[0];
-        int[][] prompts = Unpad(file, "prompt", pairs), chosen = Unpad(file, "chosen", pairs), rejected = Unpad(file, "rejected", pairs);
+        int pairs = (int)file.GetInfo(prefix + "prompt_input_ids").Shape[0];
+        int[][] prompts = Unpad(file, prefix + "prompt", pairs), chosen = Unpad(file, prefix + "chosen", pairs), rejected = Unpad(file, prefix + "rejected", pairs);
 
         SampleImages?[] images = new SampleImages?[pairs];
-        if (file.Contains("pixel_values"))
+        if (file.Contains(prefix + "pixel_values"))
         {
-            long[] shape = file.GetInfo("pixel_values").Shape.ToArray();
+            long[] shape = file.GetInfo(prefix + "pixel_values").Shape.ToArray();
             int slots = (int)shape[1], height = (int)shape[3], width = (int)shape[4], plane = height * width;
-            float[] pixels = file.ReadFloat32("pixel_values");
-            byte[] mask = file.ReadUInt8("pixel_attention_mask");
+            float[] pixels = file.ReadFloat32(prefix + "pixel_values");
+            byte[] mask = file.ReadUInt8(prefix + "pixel_attention_mask");
             for (int p = 0; p < pairs; p++)
             {
                 // The pair's real frames come first; padding slots are all zero (mask included).
@@ -41,9 +42,9 @@ internal static class FixtureDpoBatch
             .Select(p => new DpoSample(new RowLocation(path, p), prompts[p], chosen[p], rejected[p], images[p])).ToList();
         DpoBatch batch = new BatchCollator(padTokenId).CollateDpo(samples);
 
-        long[] expectedShape = file.GetInfo("concatenated.input_ids").Shape.ToArray();
+        long[] expectedShape = file.GetInfo(prefix + "concatenated.input_ids").Shape.ToArray();
         Assert.Equal(expectedShape, new long[] { batch.ModelInputs.Batch, batch.ModelInputs.SeqLen });
-        long[] ids = file.ReadInt64("concatenated.input_ids"), attention = file.ReadInt64("concatenated.attention_mask");
+        long[] ids = file.ReadInt64(prefix + "concatenated.input_ids"), attention = file.ReadInt64(prefix + "concatenated.attention_mask");
         Assert.Equal(attention.Select(m => (byte)m).ToArray(), batch.ModelInputs.AttentionMask);
         for (int i = 0; i < ids.Length; i++)
         {
