@@ -166,7 +166,7 @@ public static class TrainCommand
         using Idefics3Model model = Idefics3Model.Load(options.Model, ctx, quantization);
         model.Text.GradientCheckpointing = args.GradientCheckpointing;
         using LoraAdapterSet? adapters = args.LoraTargetModules.Count > 0
-            ? LoraAdapterSet.Create(model.Linears, LoraConfig.Create(TargetModules.FromNames(args.LoraTargetModules), args.LoraR, args.LoraAlpha,
+            ? LoraAdapterSet.Create(model.Linears, LoraConfig.Create(TargetModules.FromArgument(args.LoraTargetModules), args.LoraR, args.LoraAlpha,
                 args.LoraDropout, args.UseDora, baseModelNameOrPath: options.Model), args.Seed)
             : null;
         TrainedWeights weights = adapters != null ? TrainedWeights.FromAdapters(adapters) : TrainedWeights.FromModules(model, args.TrainModules);

@@ -49,6 +49,15 @@ public sealed class TargetModules
 
     public static TargetModules FromPattern(string pattern) => new(null, pattern);
 
+    /// <summary>
+    /// lora_target_modules as a training argument gives it, a list: <see cref="AllLinear"/> alone is
+    /// PEFT's string form (a list holding it would name a module "all-linear"), anything else names modules.
+    /// </summary>
+    public static TargetModules FromArgument(IReadOnlyList<string> modules) =>
+        modules is [string only] && string.Equals(only, AllLinear, StringComparison.OrdinalIgnoreCase)
+            ? FromPattern(only)
+            : FromNames(modules);
+
     public bool Matches(string moduleName)
     {
         if (Names != null)

@@ -61,6 +61,20 @@ public class TargetModulesTests
         Assert.Equal(names, TargetModules.FromPattern("all-linear").Select(names, "test"));
     }
 
+    /// <summary>lora_target_modules=all-linear, as nativevlm train and the demo give it: PEFT's string form, not a module name.</summary>
+    [Fact]
+    public void An_argument_of_all_linear_alone_is_the_string_form_and_others_are_names()
+    {
+        IReadOnlyList<string> names = ModuleNames();
+
+        TargetModules allLinear = TargetModules.FromArgument(["all-linear"]);
+        TargetModules listed = TargetModules.FromArgument(["q_proj", "v_proj"]);
+
+        Assert.Equal("all-linear", allLinear.Pattern);
+        Assert.Equal(names, allLinear.Select(names, "test"));
+        Assert.Equal(["q_proj", "v_proj"], listed.Names);
+    }
+
     /// <summary>A target that adapts nothing is a mistake worth an error; it lists every module name to pick from.</summary>
     [Fact]
     public void A_target_that_matches_nothing_is_an_error_listing_the_module_names()

@@ -29,9 +29,13 @@ public sealed class DemoRunTests(ITestOutputHelper output) : IDisposable
             output.WriteLine($"step {entry.Step}: {string.Join(", ", entry.Metrics.Select(m => $"{m.Key} {m.Value:F4}"))}");
         }
         output.WriteLine($"{outcome.Steps} steps in {clock.Elapsed.TotalSeconds:F0} s; held-out accuracy {outcome.HeldOutAccuracy:F3}");
-        Assert.True(outcome.HeldOutAccuracy >= 0.9, $"held-out rewards/accuracies {outcome.HeldOutAccuracy:F3}");
+        Assert.Equal(DemoRun.DefaultSteps, outcome.Steps);
+        Assert.True(outcome.HeldOutAccuracy >= DemoRun.AccuracyBar, $"held-out rewards/accuracies {outcome.HeldOutAccuracy:F3}");
+        // The final evaluation is the one the trainer logged at the last step, not a second pass.
+        Assert.Equal(outcome.EvalMetrics, history.Entries[^1].Metrics);
         Assert.True(File.Exists(Path.Combine(workspace.Output, "adapter_model.safetensors")));
-        // 128 steps took 6.3 minutes on a shared 2-core build machine; the bound catches a run gone slow, not a tuned speed.
-        Assert.True(clock.Elapsed < TimeSpan.FromMinutes(10), $"the demo took {clock.Elapsed.TotalMinutes:F1} minutes");
+        // 64 steps took 10 s here on an idle 2-core machine and 72 s (as the CLI) when other builds kept the load
+        // average at 7–10; 4 minutes allows for such sharing and still catches a run gone several times slower.
+        Assert.True(clock.Elapsed < TimeSpan.FromMinutes(4), $"the demo took {clock.Elapsed.TotalMinutes:F1} minutes");
     }
 }
