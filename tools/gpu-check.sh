@@ -15,7 +15,7 @@
 #               tests/fixtures/tiny-idefics3 (without and with the DoRA adapter), a 256M forward bench, and
 #               per config of tools/configs (SmolVLM-256M-Instruct, SmolVLM-Instruct) NativeVlm's own DPO step
 #               (bench --dpo-step: NF4 + DoRA r8, one 4×4-tiled image, 200 completion tokens) into
-#               $OUT/dpo-step-<config>.json
+#               $OUT/dpo-step-<config>.json, and the embedded DPO demo trained on the GPU (`demo --device cuda`)
 #   reference   tools/gpu_reference.py: cuBLAS bf16 and copy ceilings, PyTorch SDPA, transformers + peft DPO step
 #   report      tools/gpu_report.py: $OUT/gpu-check.md, printed compact to stdout at the end
 # --no-X skips a stage (--no-dpo leaves out the DPO steps, the host's and the reference's); --time-limit S (default
@@ -178,6 +178,9 @@ else
       skip "aot-dpo-step-$config" "--no-dpo"
     fi
   done
+  # The whole training path on the GPU: the embedded DPO demo (tiny model, 64 steps), which exits 0 only
+  # when held-out reward accuracy reaches 0.9. Its files stay in build/gpu-demo, out of $OUT.
+  run_stage aot-demo 120 aot-demo.log "${host[@]}" demo --device cuda --output "$ROOT/build/gpu-demo"
 fi
 
 # ---- PyTorch on the same GPU ---------------------------------------------------------------------
