@@ -2,7 +2,6 @@ using System.Diagnostics;
 using CommandLine;
 using NativeVlm.Batches;
 using NativeVlm.Data;
-using NativeVlm.Text;
 using NativeVlm.Vision;
 
 namespace NativeVlm.Cli;
@@ -53,18 +52,7 @@ public sealed class DatasetOptions
 /// </summary>
 public static class DatasetCommand
 {
-    public static int Run(DatasetOptions options)
-    {
-        try
-        {
-            return DryRun(options);
-        }
-        catch (Exception e) when (e is DatasetException or TokenizerException or ChatTemplateException or InvalidDataException or ImageInputException)
-        {
-            Console.Error.WriteLine($"nativevlm: {e.Message}");
-            return 2;
-        }
-    }
+    public static int Run(DatasetOptions options) => DataInputErrors.Report(() => DryRun(options));
 
     private static int DryRun(DatasetOptions options)
     {

@@ -1,15 +1,9 @@
 using CommandLine;
-using NativeVlm.Adapters;
 using NativeVlm.Batches;
 using NativeVlm.Data;
-using NativeVlm.Models;
-using NativeVlm.Quantization;
-using NativeVlm.Tensors;
-using NativeVlm.Text;
 using NativeVlm.Training;
 using NativeVlm.Training.Dpo;
 using NativeVlm.Training.Metrics;
-using NativeVlm.Vision;
 
 namespace NativeVlm.Cli;
 
@@ -111,18 +105,7 @@ public sealed class TrainOptions
 /// </summary>
 public static class TrainCommand
 {
-    public static int Run(TrainOptions options)
-    {
-        try
-        {
-            return Train(options);
-        }
-        catch (Exception e) when (e is DatasetException or TokenizerException or ChatTemplateException or InvalidDataException or ImageInputException)
-        {
-            Console.Error.WriteLine($"nativevlm: {e.Message}");
-            return 2;
-        }
-    }
+    public static int Run(TrainOptions options) => DataInputErrors.Report(() => Train(options));
 
     private static int Train(TrainOptions options)
     {
@@ -152,47 +135,23 @@ public static class TrainCommand
             throw new ArgumentException("precompute_ref_log_probs is a DPO setting: sft has no reference model");
         }
 
-        VlmProcessor processor = VlmProcessor.Load(options.Model);
-        var builder = new SampleBuilder(processor, new SampleLimits(args.MaxLength, args.MaxPromptLength, args.MaxCompletionLength),
-            args.AssistantOnlyLoss ? SftLoss.AssistantTurns : SftLoss.WholeText);
         BadRowPolicy policy = options.Strict
             ? BadRowPolicy.Strict
             : BadRowPolicy.SkipAndWarn(bad => Console.Error.WriteLine($"warning: skipped {bad} ({DatasetSummary.Describe(bad.Reason)})"));
         List<string> data = options.Data.ToList();
-        var collator = new BatchCollator(processor.PadTokenId);
 
-        using Context ctx = Context.Create(args.Device);
-        BaseWeightQuantization quantization = args.Quant == "nf4" ? BaseWeightQuantization.Nf4 : BaseWeightQuantization.None;
-        using Idefics3Model model = Idefics3Model.Load(options.Model, ctx, quantization);
-        model.Text.GradientCheckpointing = args.GradientCheckpointing;
-        using LoraAdapterSet? adapters = args.LoraTargetModules.Count > 0
-            ? LoraAdapterSet.Create(model.Linears, LoraConfig.Create(TargetModules.FromArgument(args.LoraTargetModules), args.LoraR, args.LoraAlpha,
-                args.LoraDropout, args.UseDora, baseModelNameOrPath: options.Model), args.Seed)
-            : null;
-        TrainedWeights weights = adapters != null ? TrainedWeights.FromAdapters(adapters) : TrainedWeights.FromModules(model, args.TrainModules);
+        using TrainingSession session = TrainingSession.Open(options.Model, args);
+        TrainedWeights weights = session.Weights;
         Console.WriteLine($"model: {options.Model} ({args.Quant}, {args.Device}); training {weights.NamedParameters.Count} tensors, " +
             $"{weights.Parameters.Sum(p => p.ElementCount):N0} parameters");
 
         if (options.Objective == TrainingObjective.Sft)
         {
-            return Run(options, args, weights, new SftObjective(model),
-                split => ReadAll(TrainingSamples.ReadSftAsync(builder, data, split, policy, new DatasetSummary()), collator.CollateSft), prepare: null);
+            return Run(options, session, new SftObjective(session.Model), split => session.ReadSft(data, split, policy), prepare: null);
         }
-        var dpo = new DpoObjective(model, adapters, new DpoLoss(new DpoLossOptions
-        {
-            LossTypes = args.LossType.Select(DpoLossTypes.Parse).ToList(),
-            LossWeights = args.LossWeights,
-            Beta = args.Beta,
-            LabelSmoothing = args.LabelSmoothing,
-            RpoAlpha = args.RpoAlpha,
-        }));
-        ReferenceLogProbCache? references = args.PrecomputeRefLogProbs
-            ? ReferenceLogProbCache.Open(args.RefLogProbsDir ?? Path.Combine(args.OutputDir, ReferenceLogProbCache.DefaultDirectoryName),
-                ReferenceLogProbCache.ModelIdentity(options.Model, quantization, ctx.Kind))
-            : null;
-        var objective = new DpoTrainingObjective(dpo, adapters!) { References = references };
-        return Run(options, args, weights, objective,
-            split => ReadAll(TrainingSamples.ReadDpoAsync(builder, data, split, policy, new DatasetSummary()), collator.CollateDpo),
+        DpoTrainingObjective objective = session.CreateDpoObjective();
+        ReferenceLogProbCache? references = objective.References;
+        return Run(options, session, objective, split => session.ReadDpo(data, split, policy),
             references == null ? null : (train, eval) =>
             {
                 objective.PrecomputeReferences(train);
@@ -205,9 +164,11 @@ public static class TrainCommand
     }
 
     /// <param name="prepare">Work on the data before training (the DPO reference log-probs' precompute), given the train and eval splits.</param>
-    private static int Run<TBatch>(TrainOptions options, TrainingArguments args, TrainedWeights weights, ITrainingObjective<TBatch> objective,
+    private static int Run<TBatch>(TrainOptions options, TrainingSession session, ITrainingObjective<TBatch> objective,
         Func<string, ITrainingData<TBatch>> read, Action<ITrainingData<TBatch>, ITrainingData<TBatch>?>? prepare)
     {
+        TrainingArguments args = session.Arguments;
+        TrainedWeights weights = session.Weights;
         ITrainingData<TBatch> train = read(options.Split);
         ITrainingData<TBatch>? eval = options.EvalSplit != null ? read(options.EvalSplit) : null;
         Console.WriteLine($"data: {train.Count} training samples" + (eval != null ? $", {eval.Count} eval samples" : ""));
@@ -230,23 +191,9 @@ public static class TrainCommand
         using var jsonl = new MetricsJsonlWriter(args.OutputDir);
         using var tensorBoard = new TensorBoardWriter(args.OutputDir);
         var log = new CompositeTrainingLog(progress, jsonl, tensorBoard);
-        var trainer = new Trainer<TBatch>(args, weights, objective, train, eval, log);
+        Trainer<TBatch> trainer = session.CreateTrainer(objective, train, eval, log);
         TrainingOutcome outcome = trainer.Train(resumeFrom);
         Console.WriteLine($"trained {outcome.GlobalStep} steps; weights written to {Path.GetFullPath(args.OutputDir)} ({string.Join(", ", weights.Files)})");
         return 0;
-    }
-
-    private static SampleList<TSample, TBatch> ReadAll<TSample, TBatch>(IAsyncEnumerable<TSample> samples, Func<IReadOnlyList<TSample>, TBatch> collate)
-    {
-        var list = new List<TSample>();
-        Task reading = Task.Run(async () =>
-        {
-            await foreach (TSample sample in samples.ConfigureAwait(false))
-            {
-                list.Add(sample);
-            }
-        });
-        reading.GetAwaiter().GetResult();
-        return new SampleList<TSample, TBatch>(list, collate);
     }
 }

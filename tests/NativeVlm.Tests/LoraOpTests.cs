@@ -71,68 +71,60 @@ public class LoraOpTests
     private static string Label(string kind, (int M0, int M1, int K, int N, int R) s) =>
         $"lora {kind} x=[{s.M0}, {s.M1}, {s.K}] n={s.N} r={s.R}";
 
-    [SkippableTheory]
-    [MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
-    public void Lora_without_column_scale_adds_the_scaled_low_rank_path(string backend)
+    /// <summary>Where the op's DoRA base term comes from: none (LoRA), an input of its own, or baseOut passed twice.</summary>
+    private enum BaseTerm { None, Separate, BaseOutput }
+
+    /// <summary>
+    /// Checks Ops.Lora on every shape against <see cref="Reference"/>. The inputs are drawn from
+    /// <paramref name="seed"/> in the op's argument order: baseOut, baseDora (separate base term only),
+    /// x, a, b, then c for DoRA.
+    /// </summary>
+    private static void CheckAllShapes(string backend, int seed, string kind, BaseTerm baseTerm)
     {
         using Context ctx = Backends.Open(backend);
-        var rng = new Random(301);
+        var rng = new Random(seed);
+        bool dora = baseTerm != BaseTerm.None;
+        int xIndex = baseTerm == BaseTerm.Separate ? 2 : 1;
+        T? DoraBase<T>(T[] inputs) where T : class => baseTerm switch
+        {
+            BaseTerm.Separate => inputs[1],
+            BaseTerm.BaseOutput => inputs[0],
+            _ => null,
+        };
         foreach (var s in Shapes)
         {
             int m = s.M0 * s.M1;
-            OpCheck.Run(ctx, Label("LoRA", s),
-                [
-                    Arg.Random("baseOut", rng, [s.M0, s.M1, s.N]), Arg.Random("x", rng, [s.M0, s.M1, s.K]),
-                    Arg.Random("a", rng, [s.R, s.K], -0.5, 0.5), Arg.Random("b", rng, [s.N, s.R], -0.5, 0.5),
-                ],
-                [s.M0, s.M1, s.N],
-                t => Ops.Lora(t[0], null, t[1], t[2], t[3], null, Scaling),
-                v => Reference(v[0], null, v[1], v[2], v[3], null, m, s.K, s.N, s.R),
+            var inputs = new List<Arg> { Arg.Random("baseOut", rng, [s.M0, s.M1, s.N]) };
+            if (baseTerm == BaseTerm.Separate)
+            {
+                inputs.Add(Arg.Random("baseDora", rng, [s.M0, s.M1, s.N]));
+            }
+            inputs.Add(Arg.Random("x", rng, [s.M0, s.M1, s.K]));
+            inputs.Add(Arg.Random("a", rng, [s.R, s.K], -0.5, 0.5));
+            inputs.Add(Arg.Random("b", rng, [s.N, s.R], -0.5, 0.5));
+            if (dora)
+            {
+                inputs.Add(Arg.Random("c", rng, [s.N], 0.5, 1.5));
+            }
+            OpCheck.Run(ctx, Label(kind, s), [.. inputs], [s.M0, s.M1, s.N],
+                t => Ops.Lora(t[0], DoraBase(t), t[xIndex], t[xIndex + 1], t[xIndex + 2], dora ? t[xIndex + 3] : null, Scaling),
+                v => Reference(v[0], DoraBase(v), v[xIndex], v[xIndex + 1], v[xIndex + 2], dora ? v[xIndex + 3] : null, m, s.K, s.N, s.R),
                 Forward, Backward, LinearStep);
         }
     }
 
     [SkippableTheory]
     [MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
-    public void Dora_scales_columns_and_corrects_the_base(string backend)
-    {
-        using Context ctx = Backends.Open(backend);
-        var rng = new Random(302);
-        foreach (var s in Shapes)
-        {
-            int m = s.M0 * s.M1;
-            OpCheck.Run(ctx, Label("DoRA", s),
-                [
-                    Arg.Random("baseOut", rng, [s.M0, s.M1, s.N]), Arg.Random("baseDora", rng, [s.M0, s.M1, s.N]),
-                    Arg.Random("x", rng, [s.M0, s.M1, s.K]), Arg.Random("a", rng, [s.R, s.K], -0.5, 0.5),
-                    Arg.Random("b", rng, [s.N, s.R], -0.5, 0.5), Arg.Random("c", rng, [s.N], 0.5, 1.5),
-                ],
-                [s.M0, s.M1, s.N],
-                t => Ops.Lora(t[0], t[1], t[2], t[3], t[4], t[5], Scaling),
-                v => Reference(v[0], v[1], v[2], v[3], v[4], v[5], m, s.K, s.N, s.R),
-                Forward, Backward, LinearStep);
-        }
-    }
+    public void Lora_without_column_scale_adds_the_scaled_low_rank_path(string backend) =>
+        CheckAllShapes(backend, seed: 301, "LoRA", BaseTerm.None);
 
     [SkippableTheory]
     [MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
-    public void Dora_with_the_base_output_as_its_own_base_term_gets_both_gradients(string backend)
-    {
-        using Context ctx = Backends.Open(backend);
-        var rng = new Random(303);
-        foreach (var s in Shapes)
-        {
-            int m = s.M0 * s.M1;
-            OpCheck.Run(ctx, Label("DoRA aliased base", s),
-                [
-                    Arg.Random("baseOut", rng, [s.M0, s.M1, s.N]), Arg.Random("x", rng, [s.M0, s.M1, s.K]),
-                    Arg.Random("a", rng, [s.R, s.K], -0.5, 0.5), Arg.Random("b", rng, [s.N, s.R], -0.5, 0.5),
-                    Arg.Random("c", rng, [s.N], 0.5, 1.5),
-                ],
-                [s.M0, s.M1, s.N],
-                t => Ops.Lora(t[0], t[0], t[1], t[2], t[3], t[4], Scaling),
-                v => Reference(v[0], v[0], v[1], v[2], v[3], v[4], m, s.K, s.N, s.R),
-                Forward, Backward, LinearStep);
-        }
-    }
+    public void Dora_scales_columns_and_corrects_the_base(string backend) =>
+        CheckAllShapes(backend, seed: 302, "DoRA", BaseTerm.Separate);
+
+    [SkippableTheory]
+    [MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
+    public void Dora_with_the_base_output_as_its_own_base_term_gets_both_gradients(string backend) =>
+        CheckAllShapes(backend, seed: 303, "DoRA aliased base", BaseTerm.BaseOutput);
 }

@@ -1,10 +1,7 @@
 using NativeVlm.Adapters;
 using NativeVlm.Batches;
 using NativeVlm.Data;
-using NativeVlm.Models;
-using NativeVlm.Tensors;
 using NativeVlm.Training;
-using NativeVlm.Training.Dpo;
 using NativeVlm.Training.Metrics;
 
 namespace NativeVlm.Demo;
@@ -95,29 +92,10 @@ public static class DemoRun
     /// </summary>
     public static DemoOutcome Train(DemoWorkspace workspace, TrainingArguments args, ITrainingLog log)
     {
-        VlmProcessor processor = VlmProcessor.Load(workspace.Snapshot);
-        var builder = new SampleBuilder(processor, new SampleLimits(args.MaxLength, args.MaxPromptLength, args.MaxCompletionLength));
-        var collator = new BatchCollator(processor.PadTokenId);
-        SampleList<DpoSample, DpoBatch> Read(string split) =>
-            new(ReadAll(TrainingSamples.ReadDpoAsync(builder, [workspace.Dataset], split, BadRowPolicy.Strict, new DatasetSummary())), collator.CollateDpo);
-
-        using Context ctx = Context.Create(args.Device);
-        using Idefics3Model model = Idefics3Model.Load(workspace.Snapshot, ctx);
-        using LoraAdapterSet adapters = LoraAdapterSet.Create(model.Linears,
-            LoraConfig.Create(TargetModules.FromArgument(args.LoraTargetModules), args.LoraR, args.LoraAlpha, args.LoraDropout, args.UseDora,
-                baseModelNameOrPath: workspace.Snapshot),
-            args.Seed);
-        var loss = new DpoLoss(new DpoLossOptions
-        {
-            LossTypes = args.LossType.Select(DpoLossTypes.Parse).ToList(),
-            LossWeights = args.LossWeights,
-            Beta = args.Beta,
-            LabelSmoothing = args.LabelSmoothing,
-            RpoAlpha = args.RpoAlpha,
-        });
+        using TrainingSession session = TrainingSession.Open(workspace.Snapshot, args);
+        SampleList<DpoSample, DpoBatch> Read(string split) => session.ReadDpo([workspace.Dataset], split, BadRowPolicy.Strict);
         var logged = new MetricsHistory();
-        var trainer = new Trainer<DpoBatch>(args, TrainedWeights.FromAdapters(adapters),
-            new DpoTrainingObjective(new DpoObjective(model, adapters, loss), adapters), Read("train"), Read("test"), new CompositeTrainingLog(log, logged));
+        Trainer<DpoBatch> trainer = session.CreateTrainer(session.CreateDpoObjective(), Read("train"), Read("test"), new CompositeTrainingLog(log, logged));
         TrainingOutcome outcome = trainer.Train();
         // The trainer evaluates at every eval_steps step, so at the last one when eval_steps divides the
         // steps; otherwise the held-out figures come from one more evaluation, logged at the last step.
@@ -129,15 +107,4 @@ public static class DemoRun
         }
         return new DemoOutcome(outcome.GlobalStep, last.Metrics);
     }
-
-    /// <summary>Reads on the thread pool and waits: the trainer's loop is synchronous.</summary>
-    private static List<T> ReadAll<T>(IAsyncEnumerable<T> items) => Task.Run(async () =>
-    {
-        var list = new List<T>();
-        await foreach (T item in items.ConfigureAwait(false))
-        {
-            list.Add(item);
-        }
-        return list;
-    }).GetAwaiter().GetResult();
 }

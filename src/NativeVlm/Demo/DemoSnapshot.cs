@@ -49,8 +49,10 @@ public static class DemoSnapshot
     /// <summary>The std of transformers' Idefics3 _init_weights for Linear, Conv2d and Embedding weights (initializer_range).</summary>
     private const double InitStd = 0.02;
 
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
     /// <summary>Added tokens in id order from 256: the global image, the row/column tokens, then the rest.</summary>
-    private static readonly string[] AddedTokens =
+    internal static readonly string[] AddedTokens =
     [
         Idefics3Prompt.GlobalImageToken,
         .. Enumerable.Range(1, GridSide).SelectMany(r => Enumerable.Range(1, GridSide).Select(c => $"<row_{r}_col_{c}>")),
@@ -71,23 +73,11 @@ public static class DemoSnapshot
     public static void Create(string directory, int seed)
     {
         Directory.CreateDirectory(directory);
-        var indented = new JsonSerializerOptions { WriteIndented = true };
-        void WriteJson(string name, JsonNode node) => File.WriteAllText(Path.Combine(directory, name), node.ToJsonString(indented) + "\n");
-
         JsonObject configJson = Config();
-        WriteJson(Idefics3Config.FileName, configJson);
+        WriteJson(directory, Idefics3Config.FileName, configJson);
         Idefics3Config config = Idefics3Config.Parse(configJson.ToJsonString(), Idefics3Config.FileName);
-        WriteJson("tokenizer.json", Tokenizer());
-        WriteJson(VlmProcessor.TokenizerConfigFileName, new JsonObject
-        {
-            ["bos_token"] = ImStart,
-            ["eos_token"] = EndOfUtterance,
-            ["pad_token"] = Pad,
-            ["chat_template"] = ChatTemplate,
-            ["model_max_length"] = MaxPositions,
-            ["tokenizer_class"] = "GPT2Tokenizer",
-        });
-        WriteJson(Idefics3ImageProcessorConfig.FileName, new JsonObject
+        WriteTokenizer(directory);
+        WriteJson(directory, Idefics3ImageProcessorConfig.FileName, new JsonObject
         {
             ["image_processor_type"] = Idefics3ImageProcessorConfig.ProcessorType,
             ["processor_class"] = "Idefics3Processor",
@@ -104,7 +94,7 @@ public static class DemoSnapshot
             ["image_std"] = new JsonArray(0.5, 0.5, 0.5),
             ["do_pad"] = true,
         });
-        WriteJson(Idefics3Prompt.FileName, new JsonObject
+        WriteJson(directory, Idefics3Prompt.FileName, new JsonObject
         {
             ["image_seq_len"] = config.ImageSeqLen,
             ["processor_class"] = "Idefics3Processor",
@@ -112,6 +102,28 @@ public static class DemoSnapshot
         RandomWeights(config, new Random(seed))
             .Save(Path.Combine(directory, SafeTensorsReader.SingleFileName));
     }
+
+    /// <summary>
+    /// Writes tokenizer.json (see <see cref="Tokenizer"/>) and tokenizer_config.json (SmolVLM-Instruct's
+    /// chat template, eos, pad and bos) into <paramref name="directory"/>; the sample builder's tests
+    /// pair them with their own processor files.
+    /// </summary>
+    internal static void WriteTokenizer(string directory)
+    {
+        WriteJson(directory, "tokenizer.json", Tokenizer());
+        WriteJson(directory, VlmProcessor.TokenizerConfigFileName, new JsonObject
+        {
+            ["bos_token"] = ImStart,
+            ["eos_token"] = EndOfUtterance,
+            ["pad_token"] = Pad,
+            ["chat_template"] = ChatTemplate,
+            ["model_max_length"] = MaxPositions,
+            ["tokenizer_class"] = "GPT2Tokenizer",
+        });
+    }
+
+    private static void WriteJson(string directory, string name, JsonNode node) =>
+        File.WriteAllText(Path.Combine(directory, name), node.ToJsonString(Indented) + "\n");
 
     private static JsonObject Config() => new()
     {

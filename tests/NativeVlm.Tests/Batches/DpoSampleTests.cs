@@ -3,6 +3,7 @@ using NativeVlm.Data;
 using NativeVlm.Models;
 using NativeVlm.Vision;
 using Xunit;
+using static NativeVlm.Demo.DemoSnapshot;
 using static NativeVlm.Tests.Batches.TinySnapshot;
 
 namespace NativeVlm.Tests.Batches;
@@ -39,7 +40,7 @@ public sealed class DpoSampleTests : IDisposable
     private static string PromptText(string imageString, string question) =>
         $"{ImStart}User:{imageString}{question}{EndOfUtterance}\nAssistant:";
 
-    private int[] ChosenIds(string text) => [.. Ids($" {text}{EndOfUtterance}\n"), Id(EndOfUtterance)];
+    private int[] ChosenIds(string text) => [.. Ids($" {text}{EndOfUtterance}\n"), TokenId(EndOfUtterance)];
 
     [Fact]
     public void The_prompt_has_the_generation_prompt_and_the_expanded_image_and_completions_end_with_eos()
@@ -64,7 +65,7 @@ public sealed class DpoSampleTests : IDisposable
     {
         DpoSample first = Build(Pair("What?", [Image(64, 32)])).Sample!;
         DpoSample second = Build(Pair("Why?", [Image(20, 20)], chosen: "A long chosen answer.", rejected: "No.")).Sample!;
-        int pad = Id(Pad);
+        int pad = TokenId(Pad);
 
         DpoBatch batch = new BatchCollator(_snapshot.Processor.PadTokenId).CollateDpo([first, second]);
 
@@ -118,7 +119,7 @@ public sealed class DpoSampleTests : IDisposable
         (DpoSample? sample, DatasetSummary summary, List<BadRow> bad) = Build(Pair("What?", [Image(64, 32)]), new SampleLimits(MaxPromptLength: 37));
 
         Assert.Equal(Ids(PromptText(_snapshot.Processor.Prompt.ImageString(1, 2), "What?"))[6..], headCut!.PromptIds);
-        Assert.Equal(Id(Idefics3Prompt.FakeImageToken), headCut.PromptIds[0]);
+        Assert.Equal(TokenId(Idefics3Prompt.FakeImageToken), headCut.PromptIds[0]);
         Assert.Null(sample);
         Assert.Equal(BadRowReason.PromptOverMaxPromptLength, Assert.Single(bad).Reason);
         Assert.Equal(

@@ -3,6 +3,7 @@ using NativeVlm.Data;
 using NativeVlm.Models;
 using NativeVlm.Vision;
 using Xunit;
+using static NativeVlm.Demo.DemoSnapshot;
 using static NativeVlm.Tests.Batches.TinySnapshot;
 
 namespace NativeVlm.Tests.Batches;
@@ -59,7 +60,7 @@ public sealed class SftSampleTests : IDisposable
     {
         (SftSample? sample, _, _) = Build(TwoTurns(Image(64, 32)), SftLoss.WholeText);
 
-        int imageId = Id(Idefics3Prompt.ImageToken);
+        int imageId = TokenId(Idefics3Prompt.ImageToken);
         int[] ids = Spans().SelectMany(span => Ids(span.Text)).ToArray();
         Assert.Equal(ids, sample!.InputIds);
         Assert.Equal(ids.Select(id => id == imageId ? -100 : id), sample.Labels);
@@ -122,7 +123,7 @@ public sealed class SftSampleTests : IDisposable
 
         Idefics3Inputs batch = new BatchCollator(_snapshot.Processor.PadTokenId).CollateSft([split, square, textOnly]);
 
-        int seq = 71, pad = Id(Pad);
+        int seq = 71, pad = TokenId(Pad);
         Assert.Equal((3, seq), (batch.Batch, batch.SeqLen));
         Assert.Equal([.. square.InputIds, .. Enumerable.Repeat(pad, seq - square.InputIds.Length)], batch.InputIds[seq..(2 * seq)]);
         Assert.Equal([.. square.Labels, .. Enumerable.Repeat(-100, seq - square.Labels.Length)], batch.Labels![seq..(2 * seq)]);
