@@ -55,7 +55,7 @@ public sealed class BenchOptions
     [Option("steps", Default = 5, HelpText = "DPO step: timed steps (the median is reported).")]
     public int Steps { get; set; }
 
-    [Option("gradient-checkpointing", HelpText = "DPO step: recompute each decoder layer in the backward.")]
+    [Option("gradient-checkpointing", HelpText = "DPO step: recompute each vision encoder and decoder layer in the backward.")]
     public bool GradientCheckpointing { get; set; }
 
     [Option("json", HelpText = "DPO step: also write the figures to this JSON file.")]
@@ -198,7 +198,7 @@ public static partial class DpoStepBench
         using Idefics3Model model = Idefics3Model.Load(Weights.Random(ctx, seed: 0), config);
         long parameters = Idefics3Model.ParameterCount(config);
         QuantizationReport? quantization = quant == "nf4" ? model.QuantizeLinears() : null;
-        model.Text.GradientCheckpointing = options.GradientCheckpointing;
+        model.GradientCheckpointing = options.GradientCheckpointing;
         bool dora = options.Adapter == "dora";
         using LoraAdapterSet adapters = LoraAdapterSet.Create(model.Linears,
             LoraConfig.Create(TargetModules.FromNames(TargetNames), options.LoraR, options.LoraR, useDora: dora), seed: 0);

@@ -23,17 +23,18 @@ public sealed class DatasetOptions
     [Option("objective", Required = true, HelpText = "dpo (rlaif-v layout) or sft (the_cauldron layout, or image/caption JSON).")]
     public TrainingObjective Objective { get; set; }
 
-    [Option("sft-loss", Default = "assistant", HelpText = "sft: assistant (loss on assistant turns only) or all (whole text, <image> tokens masked: " +
-                                                         "the stitched-model connector recipe).")]
-    public string SftLoss { get; set; } = "assistant";
+    // The sample settings carry the train verb's TRL names, so a dry run takes the flags of the run it previews.
+    [Option("assistant_only_loss", Default = "false", HelpText = "sft: true = loss on assistant turns only; false = whole text but <image> tokens " +
+                                                                "(the stitched-model connector recipe; TRL's default).")]
+    public string AssistantOnlyLoss { get; set; } = "false";
 
-    [Option("max-length", HelpText = "Most tokens of a sample (dpo: prompt + a completion); completions are cut to fit, image tokens never.")]
+    [Option("max_length", HelpText = "Most tokens of a sample (dpo: prompt + a completion); completions are cut to fit, image tokens never.")]
     public int? MaxLength { get; set; }
 
-    [Option("max-prompt-length", HelpText = "dpo: most prompt tokens, image tokens included; a longer prompt is cut from the left unless that cuts image tokens.")]
+    [Option("max_prompt_length", HelpText = "dpo: most prompt tokens, image tokens included; a longer prompt is cut from the left unless that cuts image tokens.")]
     public int? MaxPromptLength { get; set; }
 
-    [Option("max-completion-length", HelpText = "dpo: most tokens of a completion (its eos included); longer ones are cut at the end.")]
+    [Option("max_completion_length", HelpText = "dpo: most tokens of a completion (its eos included); longer ones are cut at the end.")]
     public int? MaxCompletionLength { get; set; }
 
     [Option("strict", HelpText = "Fail on the first bad row instead of skipping and counting it.")]
@@ -64,15 +65,15 @@ public static class DatasetCommand
         {
             throw new ArgumentException("--progress-every must be 0 or more");
         }
-        SftLoss sftLoss = options.SftLoss switch
+        SftLoss sftLoss = options.AssistantOnlyLoss switch
         {
-            "assistant" => Batches.SftLoss.AssistantTurns,
-            "all" => Batches.SftLoss.WholeText,
-            string other => throw new ArgumentException($"--sft-loss {other}: expected assistant or all"),
+            "true" => Batches.SftLoss.AssistantTurns,
+            "false" => Batches.SftLoss.WholeText,
+            string other => throw new ArgumentException($"--assistant_only_loss {other}: expected true or false"),
         };
         if (options.Objective == TrainingObjective.Sft && (options.MaxPromptLength != null || options.MaxCompletionLength != null))
         {
-            throw new ArgumentException("--max-prompt-length and --max-completion-length are DPO limits; sft has --max-length");
+            throw new ArgumentException("--max_prompt_length and --max_completion_length are DPO limits; sft has --max_length");
         }
         var limits = new SampleLimits(options.MaxLength, options.MaxPromptLength, options.MaxCompletionLength);
         VlmProcessor processor = VlmProcessor.Load(options.Model);

@@ -38,47 +38,47 @@ public sealed class TrainOptions
     [Option("strict", HelpText = "Fail on the first bad data row instead of skipping and counting it.")]
     public bool Strict { get; set; }
 
-    [Option("output_dir")] public string? OutputDir { get; set; }
-    [Option("per_device_train_batch_size")] public string? PerDeviceTrainBatchSize { get; set; }
-    [Option("per_device_eval_batch_size")] public string? PerDeviceEvalBatchSize { get; set; }
-    [Option("gradient_accumulation_steps")] public string? GradientAccumulationSteps { get; set; }
-    [Option("learning_rate")] public string? LearningRate { get; set; }
-    [Option("num_train_epochs")] public string? NumTrainEpochs { get; set; }
-    [Option("max_steps")] public string? MaxSteps { get; set; }
+    [Option("output_dir", HelpText = "Where checkpoints, the final adapter, metrics.jsonl, runs/ (TensorBoard) and the plot go. Required.")] public string? OutputDir { get; set; }
+    [Option("per_device_train_batch_size", HelpText = "Preference pairs (dpo) or samples (sft) per micro-batch (default 8).")] public string? PerDeviceTrainBatchSize { get; set; }
+    [Option("per_device_eval_batch_size", HelpText = "Pairs or samples per evaluation batch (default 8).")] public string? PerDeviceEvalBatchSize { get; set; }
+    [Option("gradient_accumulation_steps", HelpText = "Micro-batches per optimizer step; the loss is divided by it (default 1).")] public string? GradientAccumulationSteps { get; set; }
+    [Option("learning_rate", HelpText = "Peak AdamW learning rate (default 5e-5).")] public string? LearningRate { get; set; }
+    [Option("num_train_epochs", HelpText = "Passes over the training split when max_steps is not set (default 3).")] public string? NumTrainEpochs { get; set; }
+    [Option("max_steps", HelpText = "Optimizer steps to run; overrides num_train_epochs (default -1: from epochs).")] public string? MaxSteps { get; set; }
     [Option("lr_scheduler_type", HelpText = "linear, cosine, constant or constant_with_warmup.")] public string? LrSchedulerType { get; set; }
-    [Option("warmup_ratio")] public string? WarmupRatio { get; set; }
-    [Option("warmup_steps")] public string? WarmupSteps { get; set; }
-    [Option("max_grad_norm")] public string? MaxGradNorm { get; set; }
-    [Option("adam_beta1")] public string? AdamBeta1 { get; set; }
-    [Option("adam_beta2")] public string? AdamBeta2 { get; set; }
-    [Option("adam_epsilon")] public string? AdamEpsilon { get; set; }
-    [Option("weight_decay")] public string? WeightDecay { get; set; }
-    [Option("logging_steps")] public string? LoggingSteps { get; set; }
-    [Option("eval_steps")] public string? EvalSteps { get; set; }
-    [Option("save_steps")] public string? SaveSteps { get; set; }
-    [Option("save_total_limit")] public string? SaveTotalLimit { get; set; }
-    [Option("seed")] public string? Seed { get; set; }
-    [Option("gradient_checkpointing", HelpText = "true or false: recompute each decoder layer in the backward.")] public string? GradientCheckpointing { get; set; }
-    [Option("beta")] public string? Beta { get; set; }
-    [Option("loss_type", HelpText = "Comma-separated DPO losses: sigmoid, ipo, hinge, robust, bco_pair, sft.")] public string? LossType { get; set; }
+    [Option("warmup_ratio", HelpText = "Fraction of the optimizer steps spent warming up linearly from 0 (default 0).")] public string? WarmupRatio { get; set; }
+    [Option("warmup_steps", HelpText = "Warm-up steps; overrides warmup_ratio when > 0 (default 0).")] public string? WarmupSteps { get; set; }
+    [Option("max_grad_norm", HelpText = "Clip the global L2 norm of the gradients to this (default 1.0; 0: no clipping).")] public string? MaxGradNorm { get; set; }
+    [Option("adam_beta1", HelpText = "AdamW beta1 (default 0.9).")] public string? AdamBeta1 { get; set; }
+    [Option("adam_beta2", HelpText = "AdamW beta2 (default 0.999).")] public string? AdamBeta2 { get; set; }
+    [Option("adam_epsilon", HelpText = "AdamW epsilon (default 1e-8).")] public string? AdamEpsilon { get; set; }
+    [Option("weight_decay", HelpText = "AdamW decoupled weight decay (default 0).")] public string? WeightDecay { get; set; }
+    [Option("logging_steps", HelpText = "Log metrics every this many optimizer steps (default 500).")] public string? LoggingSteps { get; set; }
+    [Option("eval_steps", HelpText = "Evaluate on eval_split every this many optimizer steps (default: logging_steps).")] public string? EvalSteps { get; set; }
+    [Option("save_steps", HelpText = "Write a checkpoint every this many optimizer steps (default 500).")] public string? SaveSteps { get; set; }
+    [Option("save_total_limit", HelpText = "Most checkpoints kept, oldest removed first (default: all).")] public string? SaveTotalLimit { get; set; }
+    [Option("seed", HelpText = "Seed of the data order, adapter initialisation and dropout (default 42).")] public string? Seed { get; set; }
+    [Option("gradient_checkpointing", HelpText = "true: recompute each encoder and decoder layer in the backward instead of keeping its activations (default false).")] public string? GradientCheckpointing { get; set; }
+    [Option("beta", HelpText = "DPO beta: the strength of the KL penalty towards the reference (default 0.1).")] public string? Beta { get; set; }
+    [Option("loss_type", HelpText = "Comma-separated DPO losses (default sigmoid): sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard, aot, aot_pair, apo_zero, apo_down, sft.")] public string? LossType { get; set; }
     [Option("loss_weights", HelpText = "Comma-separated, one per loss_type.")] public string? LossWeights { get; set; }
-    [Option("label_smoothing")] public string? LabelSmoothing { get; set; }
-    [Option("rpo_alpha")] public string? RpoAlpha { get; set; }
+    [Option("label_smoothing", HelpText = "cDPO / robust label smoothing in [0, 0.5) (default 0).")] public string? LabelSmoothing { get; set; }
+    [Option("rpo_alpha", HelpText = "Weight of the NLL loss on chosen completions added to the DPO loss (RPO; default: none).")] public string? RpoAlpha { get; set; }
     [Option("precompute_ref_log_probs", HelpText = "true: reference log-probs computed once before training and cached on disk (reused across epochs and runs).")]
     public string? PrecomputeRefLogProbs { get; set; }
     [Option("ref_log_probs_dir", HelpText = "Folder of the precompute_ref_log_probs cache (default: output_dir/ref_logps).")] public string? RefLogProbsDir { get; set; }
-    [Option("max_length")] public string? MaxLength { get; set; }
-    [Option("max_prompt_length")] public string? MaxPromptLength { get; set; }
-    [Option("max_completion_length")] public string? MaxCompletionLength { get; set; }
+    [Option("max_length", HelpText = "Most tokens of a sample (dpo: prompt + completion); completions are cut to fit, image tokens never (default: no limit).")] public string? MaxLength { get; set; }
+    [Option("max_prompt_length", HelpText = "dpo: most prompt tokens, image tokens included; cut from the left unless that cuts image tokens (default: no limit).")] public string? MaxPromptLength { get; set; }
+    [Option("max_completion_length", HelpText = "dpo: most tokens of a completion, its eos included; cut at the end (default: no limit).")] public string? MaxCompletionLength { get; set; }
     [Option("assistant_only_loss", HelpText = "sft: true = loss on assistant turns only; false = whole text but image tokens.")] public string? AssistantOnlyLoss { get; set; }
-    [Option("lora_r")] public string? LoraR { get; set; }
-    [Option("lora_alpha")] public string? LoraAlpha { get; set; }
-    [Option("lora_dropout")] public string? LoraDropout { get; set; }
-    [Option("use_dora")] public string? UseDora { get; set; }
+    [Option("lora_r", HelpText = "LoRA rank (default 8).")] public string? LoraR { get; set; }
+    [Option("lora_alpha", HelpText = "LoRA alpha; the adapter output is scaled by alpha / r (default 8).")] public string? LoraAlpha { get; set; }
+    [Option("lora_dropout", HelpText = "Dropout on the adapters' input while training (default 0).")] public string? LoraDropout { get; set; }
+    [Option("use_dora", HelpText = "true: DoRA (weight-decomposed LoRA) instead of plain LoRA (default false).")] public string? UseDora { get; set; }
     [Option("lora_target_modules", HelpText = "Comma-separated module names (suffix match) or all-linear.")] public string? LoraTargetModules { get; set; }
     [Option("train_modules", HelpText = "connector: full training of the connector, everything else frozen.")] public string? TrainModules { get; set; }
-    [Option("quant", HelpText = "nf4 or none.")] public string? Quant { get; set; }
-    [Option("device", HelpText = "cpu, cuda or cuda:N.")] public string? Device { get; set; }
+    [Option("quant", HelpText = "Base weights: nf4 (QLoRA, as bitsandbytes) or none (default none).")] public string? Quant { get; set; }
+    [Option("device", HelpText = "cpu, cuda or cuda:N (default cpu).")] public string? Device { get; set; }
 
     /// <summary>The training arguments given as flags, by TRL name.</summary>
     public IEnumerable<(string Name, string? Value)> ArgumentFlags =>

@@ -1,5 +1,6 @@
 using NativeVlm.Autograd;
 using NativeVlm.Tensors;
+using NativeVlm.Training;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -157,5 +158,51 @@ public class AutogradTests(ITestOutputHelper output)
         // only block boundaries live plus one block's activations during its rerun.
         Assert.True(checkpointedPeak < plainPeak * 3 / 4,
             $"peak live bytes: {checkpointedPeak:N0} with checkpointing vs {plainPeak:N0} without");
+    }
+
+    /// <summary>A segment that scales by a factor drawn from <paramref name="generator"/>, as dropout draws its mask.</summary>
+    private static Tensor ScaleByDraw(Tensor x, Random generator)
+    {
+        Checkpoint.BeforeDrawing(generator);
+        return Ops.Scale(x, (float)generator.NextDouble());
+    }
+
+    [Fact]
+    public void A_checkpointed_segment_redraws_its_random_values_in_the_rerun_and_leaves_the_generator_as_the_forward_did()
+    {
+        using Context ctx = Context.Create(DeviceKind.Cpu);
+        using Tensor x = Leaf(ctx, new Random(1), 4);
+        var generator = new Xoshiro256(5);
+        var twin = new Xoshiro256(5);
+        float factor = (float)twin.NextDouble();
+
+        using (var tape = new Tape())
+        {
+            Tensor y = Checkpoint.Run(h => ScaleByDraw(h, generator), x);
+            Assert.Equal(twin.State, generator.State);
+            // A draw between the forward and the backward: the rerun must neither see it nor undo it.
+            float later = (float)generator.NextDouble();
+            Assert.Equal((float)twin.NextDouble(), later);
+            tape.Backward(Ops.Sum(y));
+        }
+
+        // d/dx of Σ factor·x is the first forward's factor, so the rerun drew it again.
+        Assert.All(x.Grad!.ToFloatArray(), g => Assert.Equal(factor, g));
+        Assert.Equal(twin.State, generator.State);
+    }
+
+    [Fact]
+    public void A_checkpointed_segment_refuses_a_generator_whose_state_cannot_be_restored()
+    {
+        using Context ctx = Context.Create(DeviceKind.Cpu);
+        using Tensor x = Leaf(ctx, new Random(1), 4);
+        using var tape = new Tape();
+
+        var e = Assert.Throws<InvalidOperationException>(() => Checkpoint.Run(h => ScaleByDraw(h, new Random(5)), x));
+
+        Assert.Contains("Random", e.Message);
+        Assert.Contains("cannot be restored", e.Message);
+        // Outside a checkpointed segment, any generator may be drawn from.
+        Assert.Equal(x.ElementCount, ScaleByDraw(x, new Random(5)).ElementCount);
     }
 }

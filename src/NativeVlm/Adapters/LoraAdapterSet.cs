@@ -40,8 +40,9 @@ public sealed class LoraAdapterSet : IDisposable
     public Xoshiro256 DropoutRandom { get; private set; } = new(0);
 
     /// <summary>
-    /// Restarts the dropout mask generator. The masks of a forward depend on every draw before it,
-    /// so a recomputing gradient checkpoint would draw new ones: dropout and checkpointing do not mix yet.
+    /// Restarts the dropout mask generator. The masks of a forward depend on every draw before it; a
+    /// recomputing gradient checkpoint sets the generator back to redraw its segment's masks
+    /// (<see cref="Checkpoint.BeforeDrawing"/>).
     /// </summary>
     public void SeedDropout(int seed) => DropoutRandom = new Xoshiro256((ulong)seed);
 

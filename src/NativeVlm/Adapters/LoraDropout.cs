@@ -20,6 +20,8 @@ internal static class LoraDropout
         {
             throw new ArgumentException($"dropout: {x} has more elements than an int32 index can address");
         }
+        // A gradient checkpoint's recompute must draw this mask again.
+        Checkpoint.BeforeDrawing(random);
         var dropped = new List<int>();
         for (int i = 0; i < x.ElementCount; i++)
         {

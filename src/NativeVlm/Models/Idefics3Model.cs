@@ -48,6 +48,17 @@ public sealed class Idefics3Model : IDisposable
     public IReadOnlyList<Linear> Linears { get; }
 
     /// <summary>
+    /// Gradient checkpointing of every vision encoder layer and every decoder layer (training's
+    /// gradient_checkpointing): sets <see cref="SiglipVisionModel.GradientCheckpointing"/> and
+    /// <see cref="TextDecoder.GradientCheckpointing"/>; reads true when both are on.
+    /// </summary>
+    public bool GradientCheckpointing
+    {
+        get => Vision.GradientCheckpointing && Text.GradientCheckpointing;
+        set => Vision.GradientCheckpointing = Text.GradientCheckpointing = value;
+    }
+
+    /// <summary>
     /// Loads config.json and the (sharded) safetensors of a snapshot folder into <paramref name="context"/>,
     /// then quantises the Linear base weights as <paramref name="quantization"/> says (see <see cref="QuantizeLinears"/>).
     /// </summary>

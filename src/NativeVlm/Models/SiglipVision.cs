@@ -290,6 +290,12 @@ public sealed class SiglipVisionModel : IDisposable
 
     public SiglipLayerNorm PostLayernorm { get; }
 
+    /// <summary>
+    /// Runs each encoder layer under <see cref="Checkpoint.Run"/> while a tape records: its activations
+    /// are recomputed during backward instead of being kept.
+    /// </summary>
+    public bool GradientCheckpointing { get; set; }
+
     /// <param name="w">The weights under model.vision_model.</param>
     public static SiglipVisionModel Load(Weights w, VisionConfig config)
     {
@@ -318,7 +324,8 @@ public sealed class SiglipVisionModel : IDisposable
     /// last_hidden_state [n, patches, hidden] (after post_layernorm) of <paramref name="pixelValues"/>
     /// [n, channels, h, w], patches = ⌊h / patch⌋·⌊w / patch⌋ (like the conv, the rows and columns
     /// beyond the last whole patch are never read). Tensors made here belong to the current
-    /// scope; under a recording tape the result is differentiable in every parameter. Traces
+    /// scope (the key mask with them, which a checkpointed layer's rerun reads again); under a
+    /// recording tape the result is differentiable in every parameter. Traces
     /// "vision.embeddings", "vision.layer_output.N" and "vision.last_hidden_state".
     /// </summary>
     /// <param name="pixelValues">Real frames only, f32.</param>
@@ -357,9 +364,11 @@ public sealed class SiglipVisionModel : IDisposable
             trace?.Invoke("vision.embeddings", h);
             for (int i = 0; i < Layers.Count; i++)
             {
+                SiglipEncoderLayer layer = Layers[i];
+                // Forward only: a checkpointed layer's rerun happens in backward, outside this range.
                 using (ctx.Range($"vision.layers.{i}"))
                 {
-                    h = Layers[i].Forward(h, keyMask);
+                    h = GradientCheckpointing ? Checkpoint.Run(x => layer.Forward(x, keyMask), h) : layer.Forward(h, keyMask);
                 }
                 trace?.Invoke($"vision.layer_output.{i}", h);
             }

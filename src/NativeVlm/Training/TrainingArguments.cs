@@ -216,9 +216,6 @@ public sealed class TrainingArguments
         Require(LoraR >= 1, "lora_r", "must be at least 1");
         Require(LoraAlpha > 0, "lora_alpha", "must be positive");
         Require(LoraDropout is >= 0 and < 1, "lora_dropout", "must be in [0, 1)");
-        // A recomputing checkpoint would draw new dropout masks in its replay (see LoraAdapterSet.SeedDropout).
-        Require(!(GradientCheckpointing && LoraDropout > 0 && LoraTargetModules.Count > 0), "gradient_checkpointing",
-            "cannot be combined with lora_dropout > 0 yet: the recomputed forward would draw other dropout masks");
         foreach (string module in TrainModules)
         {
             Require(TrainableModules.Contains(module), "train_modules", $"'{module}' is not one of {string.Join(", ", TrainableModules)}");

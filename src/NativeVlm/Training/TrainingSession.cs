@@ -47,7 +47,7 @@ public sealed class TrainingSession : IDisposable
         try
         {
             model = Idefics3Model.Load(snapshotDir, context, quantization);
-            model.Text.GradientCheckpointing = args.GradientCheckpointing;
+            model.GradientCheckpointing = args.GradientCheckpointing;
             adapters = args.LoraTargetModules.Count > 0
                 ? LoraAdapterSet.Create(model.Linears, LoraConfig.Create(TargetModules.FromArgument(args.LoraTargetModules), args.LoraR, args.LoraAlpha,
                     args.LoraDropout, args.UseDora, baseModelNameOrPath: snapshotDir), args.Seed)

@@ -1,12 +1,15 @@
+using NativeVlm.Autograd;
+
 namespace NativeVlm.Training;
 
 /// <summary>
 /// xoshiro256** (Blackman and Vigna), seeded through SplitMix64: a generator whose whole state is four
 /// 64-bit words, so a checkpoint can store it and a resumed run draws exactly what the uninterrupted
 /// run would have (System.Random's state cannot be read). Derives from <see cref="Random"/> so code
-/// written against Random (LoRA dropout) can draw from it.
+/// written against Random (LoRA dropout) can draw from it; a gradient checkpoint restores its state to
+/// redraw a segment's dropout masks.
 /// </summary>
-public sealed class Xoshiro256 : Random
+public sealed class Xoshiro256 : Random, IRandomState
 {
     private ulong _s0, _s1, _s2, _s3;
 
@@ -19,7 +22,7 @@ public sealed class Xoshiro256 : Random
         _s3 = SplitMix64(ref x);
     }
 
-    /// <summary>The four state words, for a checkpoint.</summary>
+    /// <summary>The four state words, for a training checkpoint or a gradient checkpoint's recompute.</summary>
     public ulong[] State
     {
         get => [_s0, _s1, _s2, _s3];

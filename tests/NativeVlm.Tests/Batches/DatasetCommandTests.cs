@@ -16,7 +16,7 @@ public sealed class DatasetCommandTests : IDisposable
     /// <summary>
     /// Row 0: a 64×32 image (3 tiles), prompt 44 + rejected 13 = 57 tokens. Row 1: a 20×20 image
     /// (5 tiles), prompt 57 + 13 = 70. Row 2: image bytes that are no image. Row 3: a 40-character
-    /// question makes the prompt 79 tokens, over --max-prompt-length 60 with the image at its start.
+    /// question makes the prompt 79 tokens, over --max_prompt_length 60 with the image at its start.
     /// </summary>
     private async Task<string> WritePairsAsync()
     {
@@ -38,7 +38,7 @@ public sealed class DatasetCommandTests : IDisposable
         string data = await WritePairsAsync();
 
         (int exitCode, string output) = CliTests.RunHost("dataset", "--model", _snapshot.Folder, "--data", data, "--objective", "dpo",
-            "--max-prompt-length", "60", "--dry-run");
+            "--max_prompt_length", "60", "--dry-run");
 
         Assert.True(exitCode == 0, output);
         Assert.Contains("rows read: 4\n", output);
