@@ -1,6 +1,4 @@
-using Parquet;
-using Parquet.Schema;
-using Parquet.Serialization;
+using NativeVlm.Data;
 
 namespace NativeVlm.Demo;
 
@@ -14,11 +12,8 @@ public sealed record DemoPair(ShapePicture Picture, ShapeColour Rejected)
 /// The demo's synthetic preference dataset: each row asks "What colour is the shape?" about a picture
 /// of a coloured shape (<see cref="ShapePicture"/>); chosen names its colour, rejected another palette
 /// colour. Every colour is chosen and rejected equally often in expectation, so only the image tells
-/// the answers apart. Written as Hugging Face's rlaif-v parquet (as datasets and pyarrow write
-/// HuggingFaceH4/rlaif-v_formatted): columns chosen, rejected, images, prompt; messages are
-/// list&lt;struct&lt;content: list&lt;struct&lt;text, type&gt;&gt;, role&gt;&gt;, images list&lt;struct&lt;bytes, path&gt;&gt;
-/// holding PNG bytes; 3-level lists named "list"/"element" (pyarrow ≥ 13); the datasets features
-/// under the file metadata's "huggingface" key.
+/// the answers apart. Written as Hugging Face's rlaif-v parquet by <see cref="PreferenceParquetWriter"/>,
+/// each row's one image as PNG bytes.
 /// </summary>
 public static class DemoDataset
 {
@@ -28,14 +23,6 @@ public static class DemoDataset
     public static readonly string TrainFile = Path.Combine("data", "train-00000-of-00001.parquet");
 
     public static readonly string TestFile = Path.Combine("data", "test-00000-of-00001.parquet");
-
-    private const string ElementName = "element";
-    private const string ValueString = """{"dtype": "string", "_type": "Value"}""";
-    private const string MessagesFeature = $$"""[{"content": [{"text": {{ValueString}}, "type": {{ValueString}}}], "role": {{ValueString}} }]""";
-    private const string ImagesFeature = """{"feature": {"_type": "Image"}, "_type": "Sequence"}""";
-
-    private const string Features = "{\"info\": {\"features\": {\"chosen\": " + MessagesFeature + ", \"rejected\": " + MessagesFeature
-        + ", \"images\": " + ImagesFeature + ", \"prompt\": " + MessagesFeature + "}}}";
 
     /// <summary>
     /// The pairs of both splits, train first, from one generator seeded with <paramref name="seed"/>: the
@@ -67,42 +54,13 @@ public static class DemoDataset
         return new DemoPair(picture, wrong[random.Next(wrong.Count)]);
     }
 
-    private static async Task WriteAsync(string path, IReadOnlyList<DemoPair> pairs, CancellationToken cancellationToken)
-    {
-        var schema = new ParquetSchema(MessagesField("chosen"), MessagesField("rejected"), ImagesField(), MessagesField("prompt"));
-        List<IDictionary<string, object?>> rows = pairs.Select(pair => (IDictionary<string, object?>)new Dictionary<string, object?>
-        {
-            ["chosen"] = AssistantAnswer(pair.Chosen),
-            ["rejected"] = AssistantAnswer(pair.Rejected),
-            // Parquet.Net's untyped serializer takes binary values as ReadOnlyMemory<byte>; datasets stores
-            // an image given as bytes with a null path.
-            ["images"] = new List<Dictionary<string, object?>>
-            {
-                new() { ["bytes"] = (ReadOnlyMemory<byte>)PngEncoder.EncodeRgb(pair.Picture.Draw()), ["path"] = null },
-            },
-            ["prompt"] = new List<Dictionary<string, object?>>
-            {
-                Message("user", [("image", null), ("text", Question)]),
-            },
-        }).ToList();
-        await using FileStream stream = File.Create(path);
-        await ParquetSerializer.SerializeUntypedAsync(rows, schema, stream,
-            customMetadata: new Dictionary<string, string> { ["huggingface"] = Features }, cancellationToken: cancellationToken).ConfigureAwait(false);
-    }
+    private static Task WriteAsync(string path, IReadOnlyList<DemoPair> pairs, CancellationToken cancellationToken) =>
+        PreferenceParquetWriter.WriteAsync(path, pairs.Select(pair => new PreferenceParquetWriter.Row(
+            Prompt: [new ChatMessage("user", [ContentItem.ImagePlaceholder, ContentItem.FromText(Question)])],
+            Chosen: AssistantAnswer(pair.Chosen),
+            Rejected: AssistantAnswer(pair.Rejected),
+            // datasets stores an image given as bytes with a null path.
+            Images: [new DatasetImage(PngEncoder.EncodeRgb(pair.Picture.Draw()), Path: null)])).ToList(), cancellationToken);
 
-    private static List<Dictionary<string, object?>> AssistantAnswer(ShapeColour colour) => [Message("assistant", [("text", colour.Answer)])];
-
-    private static Dictionary<string, object?> Message(string role, (string Type, string? Text)[] content) => new()
-    {
-        ["content"] = content.Select(item => new Dictionary<string, object?> { ["text"] = item.Text, ["type"] = item.Type }).ToList(),
-        ["role"] = role,
-    };
-
-    private static ListField MessagesField(string name) =>
-        new(name, new StructField(ElementName,
-            new ListField("content", new StructField(ElementName, new DataField<string>("text"), new DataField<string>("type"))),
-            new DataField<string>("role")));
-
-    private static ListField ImagesField() =>
-        new("images", new StructField(ElementName, new DataField<byte[]>("bytes"), new DataField<string>("path")));
+    private static ChatMessage[] AssistantAnswer(ShapeColour colour) => [new ChatMessage("assistant", [ContentItem.FromText(colour.Answer)])];
 }

@@ -1,6 +1,8 @@
+using DuckDB.NET.Data;
 using NativeVlm.Batches;
 using NativeVlm.Data;
 using NativeVlm.Demo;
+using NativeVlm.Tests.Data;
 using NativeVlm.Vision;
 using Xunit;
 
@@ -72,6 +74,52 @@ public sealed class DemoDatasetTests : IDisposable
             Assert.Equal(ImageMode.RGB, decoded.Mode);
             Assert.Equal(expected[i].Picture.Draw().Pixels, decoded.Pixels.Pixels);
         }
+    }
+
+    [Fact]
+    public async Task DuckDb_reads_the_hugging_face_column_types_values_and_features()
+    {
+        await DemoDataset.CreateAsync(Dataset, TrainPairs, TestPairs, Seed);
+        (IReadOnlyList<DemoPair> train, _) = DemoDataset.Generate(TrainPairs, TestPairs, Seed);
+        string file = Path.Combine(Dataset, DemoDataset.TrainFile).Replace("'", "''");
+        using var connection = new DuckDBConnection("Data Source=:memory:");
+        connection.Open();
+        using DuckDBCommand command = connection.CreateCommand();
+
+        // DuckDB, an engine independent of Parquet.Net, decodes the nested levels; its SQL types are the
+        // ones DuckDbParquet writes HF-layout files with.
+        command.CommandText = $"""
+            SELECT typeof(chosen), typeof(rejected), typeof(prompt), typeof(images),
+                   typeof(NULL::{DuckDbParquet.MessagesType}), typeof(NULL::{DuckDbParquet.ImagesType})
+            FROM '{file}' LIMIT 1
+            """;
+        using (DuckDBDataReader reader = command.ExecuteReader())
+        {
+            Assert.True(reader.Read());
+            Assert.Equal([reader.GetString(4), reader.GetString(4), reader.GetString(4), reader.GetString(5)], Enumerable.Range(0, 4).Select(reader.GetString));
+        }
+
+        command.CommandText = $"SELECT to_json(chosen)::VARCHAR, to_json(rejected)::VARCHAR, to_json(prompt)::VARCHAR, len(images), hex(images[1].bytes), images[1].path FROM '{file}'";
+        using (DuckDBDataReader reader = command.ExecuteReader())
+        {
+            foreach (DemoPair pair in train)
+            {
+                Assert.True(reader.Read());
+                Assert.Equal($$"""[{"content":[{"text":"{{pair.Chosen.Answer}}","type":"text"}],"role":"assistant"}]""", reader.GetString(0));
+                Assert.Equal($$"""[{"content":[{"text":"{{pair.Rejected.Answer}}","type":"text"}],"role":"assistant"}]""", reader.GetString(1));
+                Assert.Equal(
+                    """[{"content":[{"text":null,"type":"image"},{"text":"What colour is the shape?","type":"text"}],"role":"user"}]""", reader.GetString(2));
+                Assert.Equal(1L, Convert.ToInt64(reader.GetValue(3)));
+                Assert.Equal(Convert.ToHexString(PngEncoder.EncodeRgb(pair.Picture.Draw())), reader.GetString(4));
+                Assert.True(reader.IsDBNull(5));
+            }
+            Assert.False(reader.Read());
+        }
+
+        command.CommandText = $"SELECT decode(value) FROM parquet_kv_metadata('{file}') WHERE decode(key) = 'huggingface'";
+        string features = (string)command.ExecuteScalar()!;
+        Assert.StartsWith("""{"info": {"features": {"chosen": [{"content": [{"text": {"dtype": "string", "_type": "Value"}""", features);
+        Assert.Contains("\"images\": {\"feature\": {\"_type\": \"Image\"}, \"_type\": \"Sequence\"}", features);
     }
 
     private static void AssertAssistantAnswer(string answer, IReadOnlyList<ChatMessage> completion)
