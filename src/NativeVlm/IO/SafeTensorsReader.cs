@@ -244,33 +244,16 @@ public sealed class SafeTensorsReader : IDisposable
     /// <summary>I32, U8/BOOL widened, or I64 narrowed when every value fits (token ids do).</summary>
     public int[] ReadInt32(string name)
     {
-        (SafeTensorsFile file, SafeTensorInfo info) = Find(name);
-        ReadOnlySpan<byte> bytes = file.GetBytes(info);
-        var values = new int[info.ElementCount];
-        switch (info.DType)
+        long[] wide = ReadInt64(name);
+        var values = new int[wide.Length];
+        for (int i = 0; i < values.Length; i++)
         {
-            case SafeTensorsDType.I32:
-                MemoryMarshal.Cast<byte, int>(bytes).CopyTo(values);
-                break;
-            case SafeTensorsDType.I64:
-                ReadOnlySpan<long> i64 = MemoryMarshal.Cast<byte, long>(bytes);
-                for (int i = 0; i < values.Length; i++)
-                {
-                    if (i64[i] is < int.MinValue or > int.MaxValue)
-                    {
-                        throw new SafeTensorsException(info.FilePath, info.Name, $"element {i} = {i64[i]} does not fit int32");
-                    }
-                    values[i] = (int)i64[i];
-                }
-                break;
-            case SafeTensorsDType.U8 or SafeTensorsDType.Bool:
-                for (int i = 0; i < values.Length; i++)
-                {
-                    values[i] = bytes[i];
-                }
-                break;
-            default:
-                throw NotReadableAs(info, "int32", "I32, I64, U8 or BOOL");
+            if (wide[i] is < int.MinValue or > int.MaxValue)
+            {
+                SafeTensorInfo info = Find(name).Info;
+                throw new SafeTensorsException(info.FilePath, info.Name, $"element {i} = {wide[i]} does not fit int32");
+            }
+            values[i] = (int)wide[i];
         }
         return values;
     }
