@@ -6,11 +6,20 @@ namespace NativeVlm.Tests;
 /// <summary>The console host as a user runs it: the real binary, its exit code and its output.</summary>
 public class CliTests
 {
-    /// <summary>src/NativeVlm.Cli/bin/&lt;configuration&gt;/net10.0/nativevlm.dll of the same build as these tests.</summary>
+    /// <summary>
+    /// nativevlm.dll of the same build as these tests: src/NativeVlm.Cli/bin/&lt;configuration&gt;/net10.0/ in the
+    /// default layout, or bin/NativeVlm.Cli/&lt;pivot&gt;/ next to bin/NativeVlm.Tests/&lt;pivot&gt;/ when built with
+    /// dotnet's --artifacts-path (parallel builds in separate folders).
+    /// </summary>
     private static string HostPath()
     {
         var testDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         string framework = testDir.Name, configuration = testDir.Parent!.Name;
+        string artifactsCandidate = Path.Combine(testDir.Parent!.Parent!.FullName, "NativeVlm.Cli", testDir.Name, "nativevlm.dll");
+        if (File.Exists(artifactsCandidate))
+        {
+            return artifactsCandidate;
+        }
         for (DirectoryInfo? dir = testDir; dir != null; dir = dir.Parent)
         {
             string candidate = Path.Combine(dir.FullName, "src", "NativeVlm.Cli", "bin", configuration, framework, "nativevlm.dll");
