@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or a meaning below changes; the C# side refuses a mismatch. */
-#define NVLM_ABI_VERSION 5
+#define NVLM_ABI_VERSION 6
 
 typedef enum nvlm_status {
     NVLM_OK = 0,
@@ -297,6 +297,17 @@ NVLM_API nvlm_status nvlm_lm_logprob_backward(nvlm_context* ctx, nvlm_buffer* dh
 NVLM_API nvlm_status nvlm_adamw_step(nvlm_context* ctx, nvlm_buffer* param, const nvlm_buffer* grad,
                                      nvlm_buffer* m, nvlm_buffer* v, int64_t n, float lr, float beta1,
                                      float beta2, float eps, float weight_decay, int64_t step);
+/* The same step over count tensors at once: for each t < count, exactly
+ *   nvlm_adamw_step(ctx, params[t], grads[t], m[t], v[t], n[t], lr, beta1, beta2, eps, weight_decay, step)
+ * with one step count for all of them (a caller whose tensors have different counts calls once per count).
+ * params, grads, m, v are arrays of count handles, n (count) their element counts; an n[t] of 0 is allowed.
+ * The params, m and v handles (3·count buffers, all written) must be distinct. On CUDA this is one kernel
+ * launch over all tensors in chunks (PyTorch's multi_tensor_apply). count may be 0. */
+NVLM_API nvlm_status nvlm_adamw_multi_tensor_step(nvlm_context* ctx, nvlm_buffer* const* params,
+                                                  const nvlm_buffer* const* grads, nvlm_buffer* const* m,
+                                                  nvlm_buffer* const* v, const int64_t* n, int64_t count, float lr,
+                                                  float beta1, float beta2, float eps, float weight_decay,
+                                                  int64_t step);
 
 /* ---- NF4 base weights (QLoRA) ----------------------------------------------------------- */
 
@@ -365,6 +376,23 @@ NVLM_API nvlm_status nvlm_lora_backward(nvlm_context* ctx, nvlm_buffer* dbase_ou
                                         const nvlm_buffer* a, const nvlm_buffer* b, const nvlm_buffer* col_scale,
                                         const nvlm_buffer* down, int64_t m, int64_t k, int64_t n, int64_t r,
                                         float scaling);
+
+/* DoRA's weight norm (PEFT DoraLinearLayer.get_weight_norm: ‖W + scaling·B·A‖ over dim 1), computed
+ * tile by tile from the adapter's factors, so that no (n, k) matrix W + scaling·b·a ever exists:
+ *   norm (n) [j] = √( Σ_l (w[j, l] + scaling · Σ_p b[j, p] · a[p, l])² ),   inv_norm (n) [j] = 1 / norm[j]
+ * w (n, k) the base weight, a (r, k) lora_A.weight, b (n, r) lora_B.weight; fp32 throughout (the rank
+ * sum, the square sum). inv_norm, optional, is the correctly rounded reciprocal that DoRA's column scale
+ * multiplies by. No gradient: PEFT detaches the norm. r is positive; n and k may be 0. */
+NVLM_API nvlm_status nvlm_dora_norm(nvlm_context* ctx, nvlm_buffer* norm, nvlm_buffer* inv_norm,
+                                    const nvlm_buffer* w, const nvlm_buffer* a, const nvlm_buffer* b, int64_t n,
+                                    int64_t k, int64_t r, float scaling);
+/* The same with the base weight in NF4 (the five buffers of nvlm_nf4_dequantize; n and k positive): each
+ * w[j, l] is dequantised where it is used, as nvlm_nf4_dequantize computes it. */
+NVLM_API nvlm_status nvlm_dora_norm_nf4(nvlm_context* ctx, nvlm_buffer* norm, nvlm_buffer* inv_norm,
+                                        const nvlm_buffer* packed, const nvlm_buffer* absmax_q,
+                                        const nvlm_buffer* absmax2, const nvlm_buffer* offset,
+                                        const nvlm_buffer* absmax_code, const nvlm_buffer* a, const nvlm_buffer* b,
+                                        int64_t n, int64_t k, int64_t r, float scaling);
 
 /* ---- casts ------------------------------------------------------------------------------ */
 

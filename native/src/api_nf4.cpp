@@ -1,7 +1,7 @@
 /*
- * Exports of nvlm.h: NF4 base weights (quantise, dequantise, linear forward and backward). Each
- * validates its arguments through api_checks.h inside guarded(), then hands raw data pointers to
- * the context's backend.
+ * Exports of nvlm.h: NF4 base weights (quantise, dequantise, linear forward and backward, DoRA's
+ * weight norm over an NF4 weight) and the casts. Each validates its arguments through api_checks.h
+ * inside guarded(), then hands raw data pointers to the context's backend.
  */
 #include "api_checks.h"
 #include "backend.h"
@@ -107,6 +107,26 @@ NVLM_API nvlm_status nvlm_nf4_linear_backward(nvlm_context* ctx, nvlm_buffer* dx
         if (dx == nullptr) return NVLM_OK;
         return ctx->backend->nf4_linear_backward(data<float>(dx), data<const float>(dout),
                                                  nf4_weight(packed, absmax_q, absmax2, offset, absmax_code), m, k, n);
+    });
+}
+
+NVLM_API nvlm_status nvlm_dora_norm_nf4(nvlm_context* ctx, nvlm_buffer* norm, nvlm_buffer* inv_norm,
+                                        const nvlm_buffer* packed, const nvlm_buffer* absmax_q,
+                                        const nvlm_buffer* absmax2, const nvlm_buffer* offset,
+                                        const nvlm_buffer* absmax_code, const nvlm_buffer* a, const nvlm_buffer* b,
+                                        int64_t n, int64_t k, int64_t r, float scaling) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_nf4_sizes(fn, n, k));
+        NVLM_TRY(check_positive(fn, "r", r));
+        NVLM_TRY(check_buffer(fn, ctx, "norm", norm, kF32, {{"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "inv_norm", inv_norm, kF32, {{"n", n}}));
+        NVLM_TRY(check_nf4_weight(fn, ctx, packed, absmax_q, absmax2, offset, absmax_code, n, k));
+        NVLM_TRY(check_buffer(fn, ctx, "a", a, kF32, {{"r", r}, {"k", k}}));
+        NVLM_TRY(check_buffer(fn, ctx, "b", b, kF32, {{"n", n}, {"r", r}}));
+        return ctx->backend->dora_norm_nf4(data<float>(norm), data<float>(inv_norm),
+                                           nf4_weight(packed, absmax_q, absmax2, offset, absmax_code),
+                                           data<const float>(a), data<const float>(b), n, k, r, scaling);
     });
 }
 

@@ -1,10 +1,16 @@
 /*
  * Exports of nvlm.h: the dense, embedding, normalisation, rotary, attention, elementwise,
- * patch-embedding, connector, LM-head, optimiser and LoRA ops. Each validates its arguments through
- * api_checks.h inside guarded(), then hands raw data pointers to the context's backend.
+ * patch-embedding, connector, LM-head, optimiser, LoRA and (dense) DoRA-norm ops. Each validates its
+ * arguments through api_checks.h inside guarded(), then hands raw data pointers to the context's
+ * backend.
  */
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "api_checks.h"
 #include "backend.h"
@@ -602,6 +608,59 @@ NVLM_API nvlm_status nvlm_adamw_step(nvlm_context* ctx, nvlm_buffer* param, cons
     });
 }
 
+NVLM_API nvlm_status nvlm_adamw_multi_tensor_step(nvlm_context* ctx, nvlm_buffer* const* params,
+                                                  const nvlm_buffer* const* grads, nvlm_buffer* const* m,
+                                                  nvlm_buffer* const* v, const int64_t* n, int64_t count, float lr,
+                                                  float beta1, float beta2, float eps, float weight_decay,
+                                                  int64_t step) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"count", count}}));
+        NVLM_TRY(check_positive(fn, "step", step));
+        if (count > 0) {
+            const std::pair<const char*, const void*> arrays[] = {
+                {"params", params}, {"grads", grads}, {"m", m}, {"v", v}, {"n", n}};
+            for (const auto& [name, array] : arrays)
+                if (array == nullptr)
+                    return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: %s is null with count = %lld", fn, name,
+                                static_cast<long long>(count));
+        }
+        std::vector<float*> param_data, m_data, v_data;
+        std::vector<const float*> grad_data;
+        // Every written buffer with the name of its slot, to find one named twice.
+        std::vector<std::pair<const nvlm_buffer*, std::string>> written;
+        for (int64_t t = 0; t < count; t++) {
+            const std::string index = "[" + std::to_string(t) + "]";
+            const std::string n_name = "n" + index, param_name = "params" + index, grad_name = "grads" + index,
+                              m_name = "m" + index, v_name = "v" + index;
+            NVLM_TRY(check_sizes(fn, {{n_name.c_str(), n[t]}}));
+            NVLM_TRY(check_buffer(fn, ctx, param_name.c_str(), params[t], kF32, {{n_name.c_str(), n[t]}}));
+            NVLM_TRY(check_buffer(fn, ctx, grad_name.c_str(), grads[t], kF32, {{n_name.c_str(), n[t]}}));
+            NVLM_TRY(check_buffer(fn, ctx, m_name.c_str(), m[t], kF32, {{n_name.c_str(), n[t]}}));
+            NVLM_TRY(check_buffer(fn, ctx, v_name.c_str(), v[t], kF32, {{n_name.c_str(), n[t]}}));
+            written.emplace_back(params[t], param_name);
+            written.emplace_back(m[t], m_name);
+            written.emplace_back(v[t], v_name);
+            param_data.push_back(data<float>(params[t]));
+            grad_data.push_back(data<const float>(grads[t]));
+            m_data.push_back(data<float>(m[t]));
+            v_data.push_back(data<float>(v[t]));
+        }
+        // The CUDA kernel updates all tensors at once: a buffer written twice would race. (Stable: the
+        // message names the two slots in argument order.)
+        std::stable_sort(written.begin(), written.end(), [](const auto& x, const auto& y) {
+            return std::less<const nvlm_buffer*>()(x.first, y.first);
+        });
+        for (size_t i = 1; i < written.size(); i++)
+            if (written[i].first == written[i - 1].first)
+                return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: %s and %s are the same buffer", fn,
+                            written[i - 1].second.c_str(), written[i].second.c_str());
+        return ctx->backend->adamw_multi_tensor_step(param_data.data(), grad_data.data(), m_data.data(),
+                                                     v_data.data(), n, count, lr, beta1, beta2, eps, weight_decay,
+                                                     step);
+    });
+}
+
 // ---- LoRA / DoRA adapters ---------------------------------------------------------------------
 
 namespace {
@@ -666,5 +725,22 @@ NVLM_API nvlm_status nvlm_lora_backward(nvlm_context* ctx, nvlm_buffer* dbase_ou
                                            data<const float>(x_lora), data<const float>(a), data<const float>(b),
                                            data<const float>(col_scale), data<const float>(down), m, k, n, r,
                                            scaling);
+    });
+}
+
+NVLM_API nvlm_status nvlm_dora_norm(nvlm_context* ctx, nvlm_buffer* norm, nvlm_buffer* inv_norm,
+                                    const nvlm_buffer* w, const nvlm_buffer* a, const nvlm_buffer* b, int64_t n,
+                                    int64_t k, int64_t r, float scaling) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"n", n}, {"k", k}}));
+        NVLM_TRY(check_positive(fn, "r", r));
+        NVLM_TRY(check_buffer(fn, ctx, "norm", norm, kF32, {{"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "inv_norm", inv_norm, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "w", w, kF32, {{"n", n}, {"k", k}}));
+        NVLM_TRY(check_buffer(fn, ctx, "a", a, kF32, {{"r", r}, {"k", k}}));
+        NVLM_TRY(check_buffer(fn, ctx, "b", b, kF32, {{"n", n}, {"r", r}}));
+        return ctx->backend->dora_norm(data<float>(norm), data<float>(inv_norm), data<const float>(w),
+                                       data<const float>(a), data<const float>(b), n, k, r, scaling);
     });
 }

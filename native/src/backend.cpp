@@ -136,6 +136,11 @@ nvlm_status Backend::adamw_step(float*, const float*, float*, float*, int64_t, f
     return unsupported("nvlm_adamw_step");
 }
 
+nvlm_status Backend::adamw_multi_tensor_step(float* const*, const float* const*, float* const*, float* const*,
+                                             const int64_t*, int64_t, float, float, float, float, float, int64_t) {
+    return unsupported("nvlm_adamw_multi_tensor_step");
+}
+
 nvlm_status Backend::nf4_quantize(uint8_t*, uint8_t*, float*, float*, float*, float*, const float*, int64_t, int64_t) {
     return unsupported("nvlm_nf4_quantize");
 }
@@ -161,6 +166,16 @@ nvlm_status Backend::lora_backward(float*, float*, float*, float*, float*, float
                                    const float*, const float*, const float*, const float*, const float*, int64_t,
                                    int64_t, int64_t, int64_t, float) {
     return unsupported("nvlm_lora_backward");
+}
+
+nvlm_status Backend::dora_norm(float*, float*, const float*, const float*, const float*, int64_t, int64_t, int64_t,
+                               float) {
+    return unsupported("nvlm_dora_norm");
+}
+
+nvlm_status Backend::dora_norm_nf4(float*, float*, const nf4::Weight&, const float*, const float*, int64_t, int64_t,
+                                   int64_t, float) {
+    return unsupported("nvlm_dora_norm_nf4");
 }
 
 nvlm_status Backend::cast(void*, nvlm_dtype, const void*, nvlm_dtype, int64_t) { return unsupported("nvlm_cast"); }

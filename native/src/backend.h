@@ -121,6 +121,11 @@ public:
     // ---- optimiser ----
     virtual nvlm_status adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
                                    float beta1, float beta2, float eps, float weight_decay, int64_t step);
+    // count tensors (arrays of count data pointers and sizes; param, m and v pointers all distinct)
+    virtual nvlm_status adamw_multi_tensor_step(float* const* params, const float* const* grads, float* const* m,
+                                                float* const* v, const int64_t* n, int64_t count, float lr,
+                                                float beta1, float beta2, float eps, float weight_decay,
+                                                int64_t step);
 
     // ---- NF4 base weights (layout and arithmetic: nf4.h; optional absmax may be null) ----
     virtual nvlm_status nf4_quantize(uint8_t* packed, uint8_t* absmax_q, float* absmax2, float* offset,
@@ -139,6 +144,12 @@ public:
                                       float* dcol_scale, const float* dout, const float* base_dora,
                                       const float* x_lora, const float* a, const float* b, const float* col_scale,
                                       const float* down, int64_t m, int64_t k, int64_t n, int64_t r, float scaling);
+
+    // ---- DoRA's weight norm (inv_norm nullable) ----
+    virtual nvlm_status dora_norm(float* norm, float* inv_norm, const float* w, const float* a, const float* b,
+                                  int64_t n, int64_t k, int64_t r, float scaling);
+    virtual nvlm_status dora_norm_nf4(float* norm, float* inv_norm, const nf4::Weight& w, const float* a,
+                                      const float* b, int64_t n, int64_t k, int64_t r, float scaling);
 
     // ---- casts (dtype pair already checked to be f32<->bf16 or an identity) ----
     virtual nvlm_status cast(void* dst, nvlm_dtype dst_dtype, const void* src, nvlm_dtype src_dtype, int64_t n);

@@ -1,10 +1,14 @@
 using NativeVlm.Autograd;
+using NativeVlm.Interop;
 using NativeVlm.Tensors;
 using Xunit;
 
 namespace NativeVlm.Tests;
 
-/// <summary>Cast (f32 ↔ bf16) bit patterns and gradient, and AdamWStep against torch's formula.</summary>
+/// <summary>
+/// Cast (f32 ↔ bf16) bit patterns and gradient, AdamWStep against torch's formula, the multi-tensor
+/// step against it, and the trainer's optimiser (Training.AdamW) built on the multi-tensor step.
+/// </summary>
 public class CastAdamWTests
 {
     /// <summary>(f32 bits, expected bf16 bits, what it checks) — expected values worked out by hand.</summary>
@@ -226,6 +230,128 @@ public class CastAdamWTests
                 // 1 − β2^step at step 2 carries up to U/(1 − β2²) ≈ 3e-5 relative, halved by the root:
                 // ≲ 2U + lr·3·1.5e-5 ≤ 6e-7 for lr ≤ 1e-2.
                 Compare.AllClose($"{label}: param", tp.ToFloatArray(), wantP, [c.N], new Tol(1e-6, 1e-6));
+            }
+        }
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
+    public void AdamWMultiTensorStep_is_bit_identical_to_one_AdamWStep_per_tensor(string backend)
+    {
+        // Both run the same per-element arithmetic (the CPU twin loops the single-tensor step, the CUDA
+        // kernels share one device function), so every bit must agree. The sizes take in an empty tensor,
+        // single elements and more than one 16384-element chunk of the CUDA kernel.
+        using Context ctx = Backends.Open(backend);
+        var rng = new Random(605);
+        int[] sizes = [4608, 1, 0, 7, 16385, 129, 3];
+        var looped = new List<(Tensor P, Tensor M, Tensor V)>();
+        var multi = new List<(Tensor P, Tensor M, Tensor V)>();
+        try
+        {
+            foreach (int n in sizes)
+            {
+                float[] p = Rand.Uniform(rng, n), m = Rand.Uniform(rng, n, -0.1, 0.1), v = Rand.Uniform(rng, n, 0.01, 0.3);
+                looped.Add((Tensor.FromArray(ctx, p, n), Tensor.FromArray(ctx, m, n), Tensor.FromArray(ctx, v, n)));
+                multi.Add((Tensor.FromArray(ctx, p, n), Tensor.FromArray(ctx, m, n), Tensor.FromArray(ctx, v, n)));
+            }
+            foreach (long step in new long[] { 1, 2, 3 })
+            {
+                Tensor[] grads = sizes.Select(n => Tensor.FromArray(ctx, Rand.Uniform(rng, n), n)).ToArray();
+                for (int t = 0; t < sizes.Length; t++)
+                {
+                    Ops.AdamWStep(looped[t].P, grads[t], looped[t].M, looped[t].V, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, step);
+                }
+                Ops.AdamWMultiTensorStep(multi.Select(x => x.P).ToArray(), grads, multi.Select(x => x.M).ToArray(),
+                    multi.Select(x => x.V).ToArray(), 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, step);
+                foreach (Tensor g in grads)
+                {
+                    g.Dispose();
+                }
+                for (int t = 0; t < sizes.Length; t++)
+                {
+                    string label = $"tensor {t} (n={sizes[t]}) after step {step} on {ctx}";
+                    Assert.True(looped[t].P.ToFloatArray().SequenceEqual(multi[t].P.ToFloatArray()), $"{label}: param differs");
+                    Assert.True(looped[t].M.ToFloatArray().SequenceEqual(multi[t].M.ToFloatArray()), $"{label}: m differs");
+                    Assert.True(looped[t].V.ToFloatArray().SequenceEqual(multi[t].V.ToFloatArray()), $"{label}: v differs");
+                }
+            }
+        }
+        finally
+        {
+            foreach ((Tensor P, Tensor M, Tensor V) x in looped.Concat(multi))
+            {
+                x.P.Dispose();
+                x.M.Dispose();
+                x.V.Dispose();
+            }
+        }
+    }
+
+    [Fact]
+    public void AdamWMultiTensorStep_rejects_a_tensor_written_twice()
+    {
+        // The CUDA kernel updates every tensor at once, so a buffer named twice would race: the native
+        // check names both slots.
+        using Context ctx = Context.Create(DeviceKind.Cpu);
+        using Tensor p = Tensor.Zeros(ctx, DType.F32, 4), g = Tensor.Zeros(ctx, DType.F32, 4);
+        using Tensor m0 = Tensor.Zeros(ctx, DType.F32, 4), v0 = Tensor.Zeros(ctx, DType.F32, 4);
+        using Tensor m1 = Tensor.Zeros(ctx, DType.F32, 4), v1 = Tensor.Zeros(ctx, DType.F32, 4);
+        var e = Assert.Throws<NvlmException>(() =>
+            Ops.AdamWMultiTensorStep([p, p], [g, g], [m0, m1], [v0, v1], 1e-3f, 0.9f, 0.999f, 1e-8f, 0f, 1));
+        Assert.Contains("params[0] and params[1] are the same buffer", e.Message);
+    }
+
+    [Fact]
+    public void Training_AdamW_skips_a_parameter_without_gradient_and_steps_each_by_its_own_count()
+    {
+        // Parameter 1 gets no gradient at the second update, so at the third its count is 2 while the
+        // others' is 3: the optimiser then makes one multi-tensor call per count. Each parameter must end
+        // bit for bit as one AdamWStep per update it took, with its own step numbers.
+        using Context ctx = Context.Create(DeviceKind.Cpu);
+        var rng = new Random(606);
+        int[] sizes = [5, 3, 8];
+        float[][] initial = sizes.Select(n => Rand.Uniform(rng, n)).ToArray();
+        float[][][] grads = Enumerable.Range(0, 3).Select(_ => sizes.Select(n => Rand.Uniform(rng, n)).ToArray()).ToArray();
+        bool HasGrad(int update, int t) => !(update == 1 && t == 1);
+
+        Tensor[] parameters = initial.Select((p, t) => Tensor.FromArray(ctx, p, sizes[t])).ToArray();
+        Tensor[] expected = initial.Select((p, t) => Tensor.FromArray(ctx, p, sizes[t])).ToArray();
+        Tensor[] m = sizes.Select(n => Tensor.Zeros(ctx, DType.F32, n)).ToArray(), v = sizes.Select(n => Tensor.Zeros(ctx, DType.F32, n)).ToArray();
+        try
+        {
+            using var optimizer = new NativeVlm.Training.AdamW(parameters) { WeightDecay = 0.1f };
+            var steps = new long[sizes.Length];
+            for (int update = 0; update < 3; update++)
+            {
+                for (int t = 0; t < sizes.Length; t++)
+                {
+                    if (!HasGrad(update, t))
+                    {
+                        continue;
+                    }
+                    parameters[t].Grad = Tensor.FromArray(ctx, grads[update][t], sizes[t]);
+                    using Tensor g = Tensor.FromArray(ctx, grads[update][t], sizes[t]);
+                    Ops.AdamWStep(expected[t], g, m[t], v[t], 1e-2f, optimizer.Beta1, optimizer.Beta2, optimizer.Epsilon,
+                        optimizer.WeightDecay, ++steps[t]);
+                }
+                optimizer.Update(1e-2f);
+                optimizer.ZeroGrad();
+            }
+            for (int t = 0; t < sizes.Length; t++)
+            {
+                (Tensor expAvg, Tensor expAvgSq, long step) = optimizer.State(t);
+                Assert.Equal(steps[t], step);
+                Assert.True(expected[t].ToFloatArray().SequenceEqual(parameters[t].ToFloatArray()), $"parameter {t} differs");
+                Assert.True(m[t].ToFloatArray().SequenceEqual(expAvg.ToFloatArray()), $"exp_avg {t} differs");
+                Assert.True(v[t].ToFloatArray().SequenceEqual(expAvgSq.ToFloatArray()), $"exp_avg_sq {t} differs");
+            }
+            Assert.Equal([3L, 2L, 3L], steps);
+        }
+        finally
+        {
+            foreach (Tensor t in parameters.Concat(expected).Concat(m).Concat(v))
+            {
+                t.Dispose();
             }
         }
     }

@@ -1,3 +1,4 @@
+using NativeVlm.Autograd;
 using NativeVlm.Tensors;
 using Xunit;
 
@@ -7,6 +8,7 @@ namespace NativeVlm.Tests;
 /// The fused LoRA / DoRA op (Ops.Lora, nvlm_lora_*) against a double reference and finite
 /// differences: LoRA (no column scale), DoRA with a separate base term, and DoRA with the base
 /// output as its own base term (one tensor passed twice, as the adapter does without dropout or bias).
+/// Also DoRA's weight norm (Ops.DoraNorm, nvlm_dora_norm*) on a dense and an NF4 weight.
 /// </summary>
 public class LoraOpTests
 {
@@ -127,4 +129,70 @@ public class LoraOpTests
     [MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
     public void Dora_with_the_base_output_as_its_own_base_term_gets_both_gradients(string backend) =>
         CheckAllShapes(backend, seed: 303, "DoRA aliased base", BaseTerm.BaseOutput);
+
+    // ---- DoRA's weight norm (Ops.DoraNorm, nvlm_dora_norm*) ---------------------------------------
+
+    /// <summary>(n, k, r): r = 1; 72 weights, so two NF4 blocks of 64, the second starting inside row 7; r above k.</summary>
+    private static readonly (int N, int K, int R)[] NormShapes = [(7, 9, 1), (8, 9, 8), (5, 3, 4)];
+
+    /// <summary>
+    /// ‖w + s·b·a‖ per row against double precision, with w dense or NF4 (the reference then uses the
+    /// dequantised weight, which both paths read exactly), and the reciprocal as the correctly rounded
+    /// 1 / norm of the op's own norm on both backends.
+    /// </summary>
+    [SkippableTheory]
+    [MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
+    public void DoraNorm_is_the_row_norm_of_w_plus_scaled_ba_dense_and_nf4(string backend)
+    {
+        using Context ctx = Backends.Open(backend);
+        var rng = new Random(304);
+        foreach ((int n, int k, int r) in NormShapes)
+        {
+            foreach (bool nf4 in new[] { false, true })
+            {
+                using var scope = new TensorScope();
+                float[] w = Rand.Uniform(rng, n * k), a = Rand.Uniform(rng, r * k, -0.5, 0.5), b = Rand.Uniform(rng, n * r, -0.5, 0.5);
+                Tensor wt = scope.Own(Tensor.FromArray(ctx, w, n, k));
+                Tensor at = scope.Own(Tensor.FromArray(ctx, a, r, k)), bt = scope.Own(Tensor.FromArray(ctx, b, n, r));
+                Tensor norm, inverse;
+                if (nf4)
+                {
+                    using Quantization.Nf4Weight q = Quantization.Nf4Weight.Quantize(wt);
+                    w = q.Dequantize().ToFloatArray();
+                    (norm, Tensor? inv) = Ops.DoraNorm(q, at, bt, Scaling, withInverse: true);
+                    inverse = inv!;
+                }
+                else
+                {
+                    (norm, Tensor? inv) = Ops.DoraNorm(wt, at, bt, Scaling, withInverse: true);
+                    inverse = inv!;
+                }
+                float[] got = norm.ToFloatArray(), gotInverse = inverse.ToFloatArray();
+                string label = $"dora_norm{(nf4 ? " nf4" : "")} n={n} k={k} r={r} on {ctx}";
+                for (int j = 0; j < n; j++)
+                {
+                    double squares = 0, boundSquares = 0;
+                    for (int l = 0; l < k; l++)
+                    {
+                        double delta = 0, deltaAbs = 0;
+                        for (int p = 0; p < r; p++)
+                        {
+                            delta += (double)b[j * r + p] * a[p * k + l];
+                            deltaAbs += Math.Abs((double)b[j * r + p] * a[p * k + l]);
+                        }
+                        double c = w[j * k + l] + Scaling * delta, t = Math.Abs(w[j * k + l]) + Scaling * deltaAbs;
+                        squares += c * c;
+                        boundSquares += t * t;
+                    }
+                    double want = Math.Sqrt(squares);
+                    // fp32 with u = 2^-24: each c_l = w + s·Σ_p b·a is within (r+3)u·T_l (T_l = |w| + s·Σ|b·a|),
+                    // so the k squares and their sum are within (3(r+3) + k + 2)u·ΣT², which the root turns
+                    // into that over the norm, plus its own rounding (2u·norm with second-order terms).
+                    double tol = (3 * (r + 3) + k + 2) * Math.Pow(2, -24) * boundSquares / want + 2 * Math.Pow(2, -24) * want;
+                    Assert.True(Math.Abs(got[j] - want) <= tol, $"{label}: norm[{j}] = {got[j]:R}, want {want:R} ± {tol:E2}");
+                    Assert.True(1f / got[j] == gotInverse[j], $"{label}: inv_norm[{j}] = {gotInverse[j]:R}, not 1 / {got[j]:R}");
+                }
+            }
+        }
+    }
 }

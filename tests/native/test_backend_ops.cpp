@@ -38,6 +38,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nvlm.h"
@@ -1463,48 +1464,118 @@ void add_lm_logprob_cases(std::vector<CaseSpec>& cases) {
 
 // ---- optimiser -----------------------------------------------------------------------------------------
 
+// The tolerances of one AdamW update of param, m, v (n) from grad; the scalar factors as the twin
+// computes them, in double (torch's Python floats). Per element:
+//   m = β1·m0 + (1−β1)·g: 3 roundings of |β1·m0| + |(1−β1)·g| =: M, per side; tol_m = 8u·M.
+//   v likewise, all terms positive: tol_v = 8u·v.
+//   p = p0·(1 − lr·wd) − step_size·m / (√v/bc2 + eps): the decay 2u·|p0|; the update moves by
+//   its m's error over the denominator plus ~6u relative (sqrt, two divisions, the add):
+//   tol_p = 8u·|p0| + 2·step_size·(4u·M + 8u·|m|)/den + 4u·|p|.
+struct AdamWSetting { float lr, beta1, beta2, eps, weight_decay; int64_t step; };
+
+struct AdamWChecks { Check param, m, v; };
+
+AdamWChecks adamw_checks(const AdamWSetting& st, const std::vector<float>& param, const std::vector<float>& grad,
+                         const std::vector<float>& m0, const std::vector<float>& v0) {
+    const double steps = static_cast<double>(st.step), beta1 = st.beta1, beta2 = st.beta2;
+    const double step_size = st.lr / (1.0 - std::pow(beta1, steps));
+    const double bc2 = std::sqrt(1.0 - std::pow(beta2, steps));
+    std::vector<double> m_mag(param.size()), v_tol(param.size()), p_tol(param.size());
+    for (size_t i = 0; i < param.size(); i++) {
+        const double M = std::fabs(beta1 * m0[i]) + std::fabs((1.0 - beta1) * grad[i]);
+        const double m = beta1 * m0[i] + (1.0 - beta1) * grad[i];
+        const double v = beta2 * v0[i] + (1.0 - beta2) * grad[i] * grad[i];
+        const double den = std::sqrt(v) / bc2 + st.eps;
+        const double p = param[i] * (1.0 - static_cast<double>(st.lr) * st.weight_decay) - step_size * m / den;
+        m_mag[i] = M;
+        v_tol[i] = 8.0 * kU * v;
+        p_tol[i] = 8.0 * kU * std::fabs(param[i]) + 2.0 * step_size * (4.0 * kU * M + 8.0 * kU * std::fabs(m)) / den +
+                   4.0 * kU * std::fabs(p);
+    }
+    return {scaled(p_tol, 1.0, "8u|p0|+2 step_size(4uM+8u|m|)/den+4u|p|"),
+            scaled(m_mag, 8.0 * kU, "8u*(|b1 m0|+|(1-b1)g|)"), scaled(v_tol, 1.0, "8u*v")};
+}
+
+// One tensor's inputs: param U(−1, 1), grad N(0, 0.01), m0 N(0, 0.005), v0 U(1e-6, 1e-4).
+struct AdamWTensorInputs { std::vector<float> param, grad, m0, v0; };
+
+AdamWTensorInputs adamw_inputs(Random& rng, int64_t n) {
+    AdamWTensorInputs in;
+    in.param = rng.uniform(n, -1.0f, 1.0f);
+    in.grad = rng.normal(n, 0.0f, 0.01f);
+    in.m0 = rng.normal(n, 0.0f, 0.005f);
+    in.v0 = rng.uniform(n, 1e-6f, 1e-4f);
+    return in;
+}
+
 void add_adamw_cases(std::vector<CaseSpec>& cases) {
     struct Setting { int64_t n, step; float weight_decay; };
     const Setting settings[] = {{1, 1, 0.0f}, {7, 1, 0.1f}, {1000003, 1, 0.1f}, {1000003, 1000, 0.0f}};
-    const float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
     for (const Setting& st : settings) {
         const std::string name = "adamw_step" + dims({{"n", st.n}, {"step", st.step}}) + " wd" + number(st.weight_decay);
+        const AdamWSetting h{1e-3f, 0.9f, 0.999f, 1e-8f, st.weight_decay, st.step};
         cases.push_back({name, [=](Random& rng, nvlm_context*) {
             Case c;
-            const auto param = rng.uniform(st.n, -1.0f, 1.0f), grad = rng.normal(st.n, 0.0f, 0.01f);
-            const auto m0 = rng.normal(st.n, 0.0f, 0.005f), v0 = rng.uniform(st.n, 1e-6f, 1e-4f);
-            // Per element, with the scalar factors computed in double (torch's Python floats):
-            //   m = β1·m0 + (1−β1)·g: 3 roundings of |β1·m0| + |(1−β1)·g| =: M, per side; tol_m = 8u·M.
-            //   v likewise, all terms positive: tol_v = 8u·v.
-            //   p = p0·(1 − lr·wd) − step_size·m / (√v/bc2 + eps): the decay 2u·|p0|; the update moves by
-            //   its m's error over the denominator plus ~6u relative (sqrt, two divisions, the add):
-            //   tol_p = 8u·|p0| + 2·step_size·(4u·M + 8u·|m|)/den + 4u·|p|.
-            const double steps = static_cast<double>(st.step);
-            const double step_size = lr / (1.0 - std::pow(static_cast<double>(beta1), steps));
-            const double bc2 = std::sqrt(1.0 - std::pow(static_cast<double>(beta2), steps));
-            std::vector<double> m_mag(param.size()), v_tol(param.size()), p_tol(param.size());
-            for (size_t i = 0; i < param.size(); i++) {
-                const double M = std::fabs(beta1 * m0[i]) + std::fabs((1.0 - beta1) * grad[i]);
-                const double m = beta1 * m0[i] + (1.0 - beta1) * grad[i];
-                const double v = beta2 * v0[i] + (1.0 - beta2) * grad[i] * grad[i];
-                const double den = std::sqrt(v) / bc2 + eps;
-                const double p = param[i] * (1.0 - lr * st.weight_decay) - step_size * m / den;
-                m_mag[i] = M;
-                v_tol[i] = 8.0 * kU * v;
-                p_tol[i] = 8.0 * kU * std::fabs(param[i]) + 2.0 * step_size * (4.0 * kU * M + 8.0 * kU * std::fabs(m)) / den +
-                           4.0 * kU * std::fabs(p);
-            }
-            const int igrad = c.input("grad", grad);
-            const int iparam = c.accumulated("param", param, scaled(p_tol, 1.0, "8u|p0|+2 step_size(4uM+8u|m|)/den+4u|p|"));
-            const int im = c.accumulated("m", m0, scaled(m_mag, 8.0 * kU, "8u*(|b1 m0|+|(1-b1)g|)"));
-            const int iv = c.accumulated("v", v0, scaled(v_tol, 1.0, "8u*v"));
+            const AdamWTensorInputs in = adamw_inputs(rng, st.n);
+            const AdamWChecks checks = adamw_checks(h, in.param, in.grad, in.m0, in.v0);
+            const int igrad = c.input("grad", in.grad);
+            const int iparam = c.accumulated("param", in.param, checks.param);
+            const int im = c.accumulated("m", in.m0, checks.m);
+            const int iv = c.accumulated("v", in.v0, checks.v);
             c.call = [=](nvlm_context* ctx, const Buffers& buf) {
-                return nvlm_adamw_step(ctx, buf[iparam], buf[igrad], buf[im], buf[iv], st.n, lr, beta1, beta2, eps,
-                                       st.weight_decay, st.step);
+                return nvlm_adamw_step(ctx, buf[iparam], buf[igrad], buf[im], buf[iv], st.n, h.lr, h.beta1, h.beta2,
+                                       h.eps, h.weight_decay, h.step);
             };
             return c;
         }});
     }
+
+    // Many tensors of odd sizes in one call: an empty one, single elements, exactly one chunk of the
+    // CUDA kernel (16384), one element past it, several chunks with a partial last one, LoRA-like
+    // shapes. Every element is updated once, as by nvlm_adamw_step: the same tolerances. "two calls"
+    // updates the first half and then the second half, so the CUDA launch table changes between calls.
+    const std::vector<int64_t> sizes = {4608, 1, 0, 7, 16384, 16385, 40003, 576, 129, 12288, 3, 65537};
+    for (const AdamWSetting& h : {AdamWSetting{1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 1},
+                                  AdamWSetting{1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1000}})
+        for (bool two_calls : {false, true}) {
+            if (two_calls && h.step != 1) continue;
+            const std::string name = "adamw_multi_tensor_step" + dims({{"tensors", static_cast<int64_t>(sizes.size())},
+                                                                       {"step", h.step}}) +
+                                     " wd" + number(h.weight_decay) + (two_calls ? " two calls" : "");
+            cases.push_back({name, [=](Random& rng, nvlm_context*) {
+                Case c;
+                std::vector<int> iparam, igrad, im, iv;
+                for (size_t t = 0; t < sizes.size(); t++) {
+                    const AdamWTensorInputs in = adamw_inputs(rng, sizes[t]);
+                    const AdamWChecks checks = adamw_checks(h, in.param, in.grad, in.m0, in.v0);
+                    const std::string index = "[" + std::to_string(t) + "]";
+                    igrad.push_back(c.input("grads" + index, in.grad));
+                    iparam.push_back(c.accumulated("params" + index, in.param, checks.param));
+                    im.push_back(c.accumulated("m" + index, in.m0, checks.m));
+                    iv.push_back(c.accumulated("v" + index, in.v0, checks.v));
+                }
+                c.call = [=](nvlm_context* ctx, const Buffers& buf) {
+                    const size_t half = two_calls ? sizes.size() / 2 : sizes.size();
+                    for (const auto& [begin, end] : {std::pair<size_t, size_t>{0, half}, {half, sizes.size()}}) {
+                        if (begin == end) continue;
+                        std::vector<nvlm_buffer*> params, ms, vs;
+                        std::vector<const nvlm_buffer*> grads;
+                        for (size_t t = begin; t < end; t++) {
+                            params.push_back(buf[iparam[t]]);
+                            grads.push_back(buf[igrad[t]]);
+                            ms.push_back(buf[im[t]]);
+                            vs.push_back(buf[iv[t]]);
+                        }
+                        const nvlm_status status = nvlm_adamw_multi_tensor_step(
+                            ctx, params.data(), grads.data(), ms.data(), vs.data(), sizes.data() + begin,
+                            static_cast<int64_t>(end - begin), h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.step);
+                        if (status != NVLM_OK) return status;
+                    }
+                    return NVLM_OK;
+                };
+                return c;
+            }});
+        }
 }
 
 // ---- NF4 base weights ------------------------------------------------------------------------------------
@@ -1943,6 +2014,100 @@ void add_lora_cases(std::vector<CaseSpec>& cases) {
         }
 }
 
+// ---- DoRA's weight norm ----------------------------------------------------------------------------
+
+// The CUDA kernel works in tiles of 32 rows × 64 columns with ranks staged 32 at a time: the shapes stay
+// inside one tile or cross each boundary, r covers 1, 8, 16 and two rank chunks (40); k = 0 (dense only)
+// makes every norm 0 and its reciprocal infinite.
+struct DoraNormShape { int64_t n, k, r; };
+constexpr float kDoraScaling = 0.75f;
+
+// Row j's norm of w + s·b·a, off by at most, per backend: the rank sum δ_l = Σ_p b_jp·a_pl and the two
+// roundings of w + s·δ put c_l within e_l = (r+3)u·T_l of its exact value, T_l = |w_jl| + s·Σ_p|b_jp·a_pl|;
+// the k squares and their sum then give |Ŝ − S| ≤ Σ|ĉ² − c²| + (k+1)u·Σĉ² ≤ (3(r+3) + k + 2)u·ΣT², and
+// √ moves that by at most |Ŝ − S|/norm, plus its own rounding (2u·norm with the second-order terms).
+// Two backends: twice that. The reciprocal 1/norm inherits the norm's error, tol/(norm·(norm − tol)),
+// plus one division on each side (2u/norm). A row whose terms are all 0 has norm 0 (and 1/0 = inf) on
+// both sides: tolerance 0.
+void dora_norm_checks(const DoraNormShape& s, const std::vector<float>& w, const std::vector<float>& a,
+                      const std::vector<float>& b, Check& norm_check, Check& inv_check) {
+    std::vector<double> norm_tol(static_cast<size_t>(s.n)), inv_tol(static_cast<size_t>(s.n));
+    for (int64_t j = 0; j < s.n; j++) {
+        double squares = 0.0, t_squares = 0.0;
+        for (int64_t l = 0; l < s.k; l++) {
+            double delta = 0.0, delta_abs = 0.0;
+            for (int64_t p = 0; p < s.r; p++) {
+                delta += static_cast<double>(b[j * s.r + p]) * a[p * s.k + l];
+                delta_abs += std::fabs(static_cast<double>(b[j * s.r + p]) * a[p * s.k + l]);
+            }
+            const double c = w[j * s.k + l] + kDoraScaling * delta;
+            const double t = std::fabs(w[j * s.k + l]) + kDoraScaling * delta_abs;
+            squares += c * c;
+            t_squares += t * t;
+        }
+        const double norm = std::sqrt(squares);
+        if (norm == 0.0) {
+            norm_tol[j] = inv_tol[j] = 0.0;
+            continue;
+        }
+        const double err_s = static_cast<double>(3 * (s.r + 3) + s.k + 2) * kU * t_squares;
+        norm_tol[j] = 2.0 * (err_s / norm + 2.0 * kU * norm);
+        inv_tol[j] = norm_tol[j] < norm ? norm_tol[j] / (norm * (norm - norm_tol[j])) + 2.0 * kU / norm
+                                        : std::numeric_limits<double>::infinity();
+    }
+    norm_check = scaled(norm_tol, 1.0, "2(|S^-S|/norm+2u norm), |S^-S|<=(3(r+3)+k+2)u*sum T^2");
+    inv_check = scaled(inv_tol, 1.0, "tol/(norm(norm-tol))+2u/norm");
+}
+
+void add_dora_norm_cases(std::vector<CaseSpec>& cases) {
+    const DoraNormShape dense_shapes[] = {{1, 1, 1}, {37, 29, 1}, {65, 130, 8}, {33, 70, 40}, {300, 576, 16}, {5, 0, 8}};
+    for (const DoraNormShape& s : dense_shapes)
+        for (bool want_inv : {true, false}) {
+            if (!want_inv && s.n != 65) continue;
+            const std::string name = "dora_norm" + dims({{"n", s.n}, {"k", s.k}, {"r", s.r}}) + (want_inv ? "" : " inv_norm=null");
+            cases.push_back({name, [s, want_inv](Random& rng, nvlm_context*) {
+                const auto w = rng.uniform(s.n * s.k, -1.0f, 1.0f);
+                const auto a = rng.uniform(s.r * s.k, -0.5f, 0.5f), b = rng.uniform(s.n * s.r, -0.5f, 0.5f);
+                Check norm_check, inv_check;
+                dora_norm_checks(s, w, a, b, norm_check, inv_check);
+                Case c;
+                const int iw = c.input("w", w), ia = c.input("a", a), ib = c.input("b", b);
+                const int inorm = c.output("norm", s.n, norm_check);
+                const int iinv = want_inv ? c.output("inv_norm", s.n, inv_check) : -1;
+                c.call = [=](nvlm_context* ctx, const Buffers& buf) {
+                    return nvlm_dora_norm(ctx, buf[inorm], maybe(buf, iinv), buf[iw], buf[ia], buf[ib], s.n, s.k, s.r,
+                                          kDoraScaling);
+                };
+                return c;
+            }});
+        }
+
+    // NF4: odd numel (a padded last nibble), blocks of 64 straddling rows (k = 29, 200), several nested
+    // blocks (300 × 576). The dequantised weight is the same on both backends (bit-exact, nf4.h), so the
+    // dense bound holds with it as w.
+    const DoraNormShape nf4_shapes[] = {{3, 5, 1}, {37, 29, 8}, {65, 200, 40}, {300, 576, 16}};
+    for (const DoraNormShape& s : nf4_shapes) {
+        const std::string name = "dora_norm_nf4" + dims({{"n", s.n}, {"k", s.k}, {"r", s.r}});
+        cases.push_back({name, [s](Random& rng, nvlm_context* cpu) {
+            const Nf4State st = nf4_reference_state(cpu, s.n, s.k, nf4_weight(rng, s.n, s.k, "normal"));
+            const auto w = nf4_reference_weight(cpu, s.n, s.k, st);
+            const auto a = rng.uniform(s.r * s.k, -0.5f, 0.5f), b = rng.uniform(s.n * s.r, -0.05f, 0.05f);
+            Check norm_check, inv_check;
+            dora_norm_checks(s, w, a, b, norm_check, inv_check);
+            Case c;
+            const auto q = nf4_state_inputs(c, st);
+            const int ia = c.input("a", a), ib = c.input("b", b);
+            const int inorm = c.output("norm", s.n, norm_check);
+            const int iinv = c.output("inv_norm", s.n, inv_check);
+            c.call = [=](nvlm_context* ctx, const Buffers& buf) {
+                return nvlm_dora_norm_nf4(ctx, buf[inorm], buf[iinv], buf[q[0]], buf[q[1]], buf[q[2]], buf[q[3]],
+                                          buf[q[4]], buf[ia], buf[ib], s.n, s.k, s.r, kDoraScaling);
+            };
+            return c;
+        }});
+    }
+}
+
 // ---- main --------------------------------------------------------------------------------------------
 
 std::vector<CaseSpec> all_cases() {
@@ -1967,6 +2132,7 @@ std::vector<CaseSpec> all_cases() {
     add_nf4_cases(cases);
     add_cast_cases(cases);
     add_lora_cases(cases);
+    add_dora_norm_cases(cases);
     return cases;
 }
 

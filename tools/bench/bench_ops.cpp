@@ -256,6 +256,7 @@ struct Gemm { int64_t m, k, n; };
 struct Matmul { int64_t batch, m, n, k; int32_t trans_a, trans_b; };
 struct Attention { int64_t batch, seq, heads, kv_heads, head_dim; int32_t causal; };
 struct Lora { int64_t m, k, n, r; };
+struct DoraNorm { int64_t n, k, r; };
 
 struct Sizes {
     std::vector<Matmul> matmuls;
@@ -272,9 +273,25 @@ struct Sizes {
     int64_t lm_tokens, lm_hidden, lm_vocab, lm_chunk;
     int64_t nf4_n, nf4_k;                  // nf4_quantize / nf4_dequantize
     int64_t adamw_params;
+    std::vector<int64_t> adamw_tensors;    // adamw_multi_tensor_step: element counts of a LoRA parameter list
+    std::vector<DoraNorm> dora_norms;      // dora_norm (dense and NF4): w (n, k), a (r, k), b (n, r)
     int64_t cast_elements;
     int64_t copy_bytes;
 };
+
+// lora_A (r, in) and lora_B (out, r) of q, k, v, o, gate, up, down in each of `layers` Llama layers of
+// width `hidden` (k and v as wide as q) and MLP width `intermediate`, in the order an optimiser holds them.
+std::vector<int64_t> lora_parameter_sizes(int64_t layers, int64_t hidden, int64_t intermediate, int64_t r) {
+    const int64_t projections[][2] = {{hidden, hidden}, {hidden, hidden},       {hidden, hidden},      {hidden, hidden},
+                                      {hidden, intermediate}, {hidden, intermediate}, {intermediate, hidden}};
+    std::vector<int64_t> sizes;
+    for (int64_t layer = 0; layer < layers; ++layer)
+        for (const auto& [in, out] : projections) {
+            sizes.push_back(r * in);
+            sizes.push_back(out * r);
+        }
+    return sizes;
+}
 
 Sizes full_sizes() {
     Sizes s;
@@ -297,6 +314,8 @@ Sizes full_sizes() {
     s.lm_tokens = 4096; s.lm_hidden = 576; s.lm_vocab = 49280; s.lm_chunk = 4096;
     s.nf4_n = 8192; s.nf4_k = 2048;
     s.adamw_params = 10536960;  // LoRA r=8 on SmolVLM-Instruct's q,k,v,o,gate,up,down
+    s.adamw_tensors = lora_parameter_sizes(24, 2048, 8192, 8);  // SmolVLM-Instruct's decoder: 336 tensors
+    s.dora_norms = {{1536, 576, 8}, {8192, 2048, 8}};  // SmolVLM-256M and SmolVLM-Instruct up_proj
     s.cast_elements = 64ll << 20;
     s.copy_bytes = 256ll << 20;
     return s;
@@ -318,6 +337,8 @@ Sizes quick_sizes() {
     s.lm_tokens = 16; s.lm_hidden = 32; s.lm_vocab = 300; s.lm_chunk = 64;
     s.nf4_n = 64; s.nf4_k = 128;
     s.adamw_params = 4096;
+    s.adamw_tensors = lora_parameter_sizes(2, 64, 128, 4);
+    s.dora_norms = {{32, 16, 4}};
     s.cast_elements = 4096;
     s.copy_bytes = 64 << 10;
     return s;
@@ -759,6 +780,44 @@ void add_optimizer_casts_and_copies(std::vector<Bench>& benches, const Sizes& s)
         }};
     }});
 
+    // The whole parameter list: one multi-tensor launch, and for comparison one nvlm_adamw_step per tensor.
+    const std::vector<int64_t> sizes = s.adamw_tensors;
+    int64_t total = 0;
+    for (int64_t size : sizes) total += size;
+    const int64_t tensor_count = static_cast<int64_t>(sizes.size());
+    struct AdamWList { std::vector<nvlm_buffer*> params, m, v; std::vector<const nvlm_buffer*> grads; };
+    auto adamw_list = [sizes](Buffers& b) {
+        AdamWList list;
+        for (int64_t size : sizes) {
+            list.params.push_back(b.random_f32(size));
+            list.grads.push_back(b.random_f32(size));
+            list.m.push_back(b.zeros_f32(size));
+            list.v.push_back(b.zeros_f32(size));
+        }
+        return list;
+    };
+    benches.push_back({"adamw_multi_tensor_step", {{"tensors", tensor_count}, {"n", total}}, "", [=](Buffers& b) {
+        const AdamWList list = adamw_list(b);
+        nvlm_context* ctx = b.ctx();
+        return Work{0, f32(7.0 * total), [=] {
+            return nvlm_adamw_multi_tensor_step(ctx, list.params.data(), list.grads.data(), list.m.data(),
+                                                list.v.data(), sizes.data(), tensor_count, 1e-5f, 0.9f, 0.999f, 1e-8f,
+                                                0.01f, 1);
+        }};
+    }});
+    benches.push_back({"adamw_step", {{"tensors", tensor_count}, {"n", total}}, "one call per tensor", [=](Buffers& b) {
+        const AdamWList list = adamw_list(b);
+        nvlm_context* ctx = b.ctx();
+        return Work{0, f32(7.0 * total), [=] {
+            for (int64_t t = 0; t < tensor_count; ++t) {
+                const nvlm_status status = nvlm_adamw_step(ctx, list.params[t], list.grads[t], list.m[t], list.v[t],
+                                                           sizes[t], 1e-5f, 0.9f, 0.999f, 1e-8f, 0.01f, 1);
+                if (status != NVLM_OK) return status;
+            }
+            return NVLM_OK;
+        }};
+    }});
+
     const int64_t n = s.cast_elements;
     benches.push_back({"cast", {{"n", n}}, "f32->bf16", [=](Buffers& b) {
         nvlm_buffer* src = b.random_f32(n);
@@ -836,6 +895,39 @@ void add_lora(std::vector<Bench>& benches, const Sizes& s) {
         }
 }
 
+// DoRA's weight norm of w + s·b·a per row, never forming it: GB/s of w (f32, or NF4 codes and absmax), a, b
+// read once and the norm and its reciprocal written.
+void add_dora_norm(std::vector<Bench>& benches, const Sizes& s) {
+    for (const DoraNorm& g : s.dora_norms) {
+        const std::vector<Dim> dims = {{"n", g.n}, {"k", g.k}, {"r", g.r}};
+        const double numel = static_cast<double>(g.n) * g.k;
+        const double factors = f32(static_cast<double>(g.r) * (g.k + g.n) + 2.0 * g.n);
+        benches.push_back({"dora_norm", dims, "", [=](Buffers& b) {
+            nvlm_buffer* w = b.random_f32(g.n * g.k);
+            nvlm_buffer* a = b.random_f32(g.r * g.k);
+            nvlm_buffer* bw = b.random_f32(g.n * g.r);
+            nvlm_buffer* norm = b.zeros_f32(g.n);
+            nvlm_buffer* inv_norm = b.zeros_f32(g.n);
+            nvlm_context* ctx = b.ctx();
+            return Work{0, f32(numel) + factors, [=] {
+                return nvlm_dora_norm(ctx, norm, inv_norm, w, a, bw, g.n, g.k, g.r, 0.5f);
+            }};
+        }});
+        benches.push_back({"dora_norm_nf4", dims, "", [=](Buffers& b) {
+            Nf4Weight q = quantized_weight(b, g.n, g.k);
+            nvlm_buffer* a = b.random_f32(g.r * g.k);
+            nvlm_buffer* bw = b.random_f32(g.n * g.r);
+            nvlm_buffer* norm = b.zeros_f32(g.n);
+            nvlm_buffer* inv_norm = b.zeros_f32(g.n);
+            nvlm_context* ctx = b.ctx();
+            return Work{0, numel / 2 + std::ceil(numel / 64) + factors, [=] {
+                return nvlm_dora_norm_nf4(ctx, norm, inv_norm, q.packed, q.absmax_q, q.absmax2, q.offset,
+                                          q.absmax_code, a, bw, g.n, g.k, g.r, 0.5f);
+            }};
+        }});
+    }
+}
+
 std::vector<Bench> all_benches(const Sizes& sizes) {
     std::vector<Bench> benches;
     add_dense_algebra(benches, sizes);
@@ -848,6 +940,7 @@ std::vector<Bench> all_benches(const Sizes& sizes) {
     add_vision_layout(benches, sizes);
     add_optimizer_casts_and_copies(benches, sizes);
     add_lora(benches, sizes);
+    add_dora_norm(benches, sizes);
     return benches;
 }
 

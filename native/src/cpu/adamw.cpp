@@ -2,7 +2,8 @@
  * One AdamW step in torch.optim.AdamW's order of operations (single-tensor, non-fused path):
  *   p *= 1 − lr·wd;  m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²;
  *   p −= (lr / (1 − β1^step)) · m / (√v / √(1 − β2^step) + eps).
- * The scalar factors are computed in double (as Python floats are) and applied in fp32.
+ * The scalar factors are computed in double (as Python floats are) and applied in fp32. The
+ * multi-tensor step is this step applied to each tensor in turn: its definition.
  */
 #include <cmath>
 
@@ -26,6 +27,13 @@ void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, 
         const float denom = std::sqrt(v[i]) / bias_correction2_sqrt + eps;
         param[i] = param[i] * decay - step_size * m[i] / denom;
     }
+}
+
+void adamw_multi_tensor_step(float* const* params, const float* const* grads, float* const* m, float* const* v,
+                             const int64_t* n, int64_t count, float lr, float beta1, float beta2, float eps,
+                             float weight_decay, int64_t step) {
+    for (int64_t t = 0; t < count; t++)
+        adamw_step(params[t], grads[t], m[t], v[t], n[t], lr, beta1, beta2, eps, weight_decay, step);
 }
 
 }  // namespace nvlm::cpu

@@ -250,6 +250,13 @@ public:
         return NVLM_OK;
     }
 
+    nvlm_status adamw_multi_tensor_step(float* const* params, const float* const* grads, float* const* m,
+                                        float* const* v, const int64_t* n, int64_t count, float lr, float beta1,
+                                        float beta2, float eps, float weight_decay, int64_t step) override {
+        cpu::adamw_multi_tensor_step(params, grads, m, v, n, count, lr, beta1, beta2, eps, weight_decay, step);
+        return NVLM_OK;
+    }
+
     nvlm_status nf4_quantize(uint8_t* packed, uint8_t* absmax_q, float* absmax2, float* offset, float* absmax_code,
                              float* absmax, const float* w, int64_t n, int64_t k) override {
         cpu::nf4_quantize_ref(packed, absmax_q, absmax2, offset, absmax_code, absmax, w, n, k);
@@ -286,6 +293,18 @@ public:
                               int64_t k, int64_t n, int64_t r, float scaling) override {
         cpu::lora_backward(dbase_out, dbase_dora, dx_lora, da, db, dcol_scale, dout, base_dora, x_lora, a, b,
                            col_scale, down, m, k, n, r, scaling);
+        return NVLM_OK;
+    }
+
+    nvlm_status dora_norm(float* norm, float* inv_norm, const float* w, const float* a, const float* b, int64_t n,
+                          int64_t k, int64_t r, float scaling) override {
+        cpu::dora_norm(norm, inv_norm, w, a, b, n, k, r, scaling);
+        return NVLM_OK;
+    }
+
+    nvlm_status dora_norm_nf4(float* norm, float* inv_norm, const nf4::Weight& w, const float* a, const float* b,
+                              int64_t n, int64_t k, int64_t r, float scaling) override {
+        cpu::dora_norm_nf4(norm, inv_norm, w, a, b, n, k, r, scaling);
         return NVLM_OK;
     }
 

@@ -82,6 +82,10 @@ nvlm_status lm_logprob_backward(float* dh, float* dw, const float* dlogp, const 
 
 void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1, float beta2,
                 float eps, float weight_decay, int64_t step);
+// adamw_step over count tensors in turn (nvlm_adamw_multi_tensor_step).
+void adamw_multi_tensor_step(float* const* params, const float* const* grads, float* const* m, float* const* v,
+                             const int64_t* n, int64_t count, float lr, float beta1, float beta2, float eps,
+                             float weight_decay, int64_t step);
 
 // NF4 (nf4.cpp): the reference quantiser and dequantiser of nf4.h's layout, and the linear layer over it.
 void nf4_quantize_ref(uint8_t* packed, uint8_t* absmax_q, float* absmax2, float* offset, float* absmax_code,
@@ -98,6 +102,12 @@ void lora_backward(float* dbase_out, float* dbase_dora, float* dx_lora, float* d
                    const float* dout, const float* base_dora, const float* x_lora, const float* a, const float* b,
                    const float* col_scale, const float* down, int64_t m, int64_t k, int64_t n, int64_t r,
                    float scaling);
+
+// DoRA's weight norm (dora_norm.cpp): ‖w + scaling·b·a‖ per row, a row at a time; inv_norm may be null.
+void dora_norm(float* norm, float* inv_norm, const float* w, const float* a, const float* b, int64_t n, int64_t k,
+               int64_t r, float scaling);
+void dora_norm_nf4(float* norm, float* inv_norm, const nf4::Weight& w, const float* a, const float* b, int64_t n,
+                   int64_t k, int64_t r, float scaling);
 
 void cast(void* dst, nvlm_dtype dst_dtype, const void* src, nvlm_dtype src_dtype, int64_t n);
 

@@ -28,6 +28,7 @@ CudaBackend::CudaBackend(int32_t device, cudaStream_t stream, cublasHandle_t cub
 CudaBackend::~CudaBackend() {
     cudaSetDevice(device_);
     if (scratch_ != nullptr) cudaFree(scratch_);
+    if (table_ != nullptr) cudaFree(table_);
     cublasDestroy(cublas_);
     cudaStreamDestroy(stream_);
 }
@@ -99,6 +100,38 @@ nvlm_status CudaBackend::scratch(size_t nbytes, void** ptr, const char* op) {
         scratch_bytes_ = nbytes;
     }
     *ptr = scratch_;
+    return NVLM_OK;
+}
+
+nvlm_status CudaBackend::kept_table(const void* host, size_t nbytes, void** ptr, const char* op) {
+    const auto* bytes = static_cast<const unsigned char*>(host);
+    const bool same = table_host_.size() == nbytes && std::memcmp(table_host_.data(), bytes, nbytes) == 0;
+    if (!same) {
+        if (nbytes > table_capacity_) {
+            // cudaFree waits for the device, so kernels still reading the old table finish first.
+            if (table_ != nullptr) NVLM_TRY(check(cudaFree(table_), op, "cudaFree(table)"));
+            table_ = nullptr;
+            table_capacity_ = 0;
+            table_host_.clear();
+            const cudaError_t error = cudaMalloc(&table_, nbytes);
+            if (error != cudaSuccess) {
+                cudaGetLastError();
+                return check(error, op, "cudaMalloc(table)");
+            }
+            table_capacity_ = nbytes;
+        }
+        // The host copy is the upload's source: it stays unchanged until the next call, and a copy from
+        // pageable memory is staged before cudaMemcpyAsync returns anyway. Kernels of earlier calls that
+        // still read the table run before the copy, on the same stream.
+        table_host_.assign(bytes, bytes + nbytes);
+        const cudaError_t error =
+            cudaMemcpyAsync(table_, table_host_.data(), nbytes, cudaMemcpyHostToDevice, stream_);
+        if (error != cudaSuccess) {
+            table_host_.clear();  // the device copy is unknown: upload again next time
+            return check(error, op, "cudaMemcpyAsync(table)");
+        }
+    }
+    *ptr = table_;
     return NVLM_OK;
 }
 

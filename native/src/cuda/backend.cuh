@@ -13,6 +13,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <vector>
+
 #include "../backend.h"
 #include "check.cuh"
 
@@ -114,6 +116,9 @@ public:
     // ---- optimiser: adamw.cu ----
     nvlm_status adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
         float beta1, float beta2, float eps, float weight_decay, int64_t step) override;
+    nvlm_status adamw_multi_tensor_step(float* const* params, const float* const* grads, float* const* m,
+        float* const* v, const int64_t* n, int64_t count, float lr, float beta1, float beta2, float eps,
+        float weight_decay, int64_t step) override;
 
     // ---- NF4 base weights: nf4.cu ----
     nvlm_status nf4_quantize(uint8_t* packed, uint8_t* absmax_q, float* absmax2, float* offset,
@@ -133,6 +138,12 @@ public:
         const float* b, const float* col_scale, const float* down, int64_t m, int64_t k, int64_t n, int64_t r,
         float scaling) override;
 
+    // ---- DoRA's weight norm: dora_norm.cu ----
+    nvlm_status dora_norm(float* norm, float* inv_norm, const float* w, const float* a, const float* b, int64_t n,
+        int64_t k, int64_t r, float scaling) override;
+    nvlm_status dora_norm_nf4(float* norm, float* inv_norm, const nf4::Weight& w, const float* a, const float* b,
+        int64_t n, int64_t k, int64_t r, float scaling) override;
+
     // ---- casts: cast.cu ----
     nvlm_status cast(void* dst, nvlm_dtype dst_dtype, const void* src, nvlm_dtype src_dtype, int64_t n) override;
 
@@ -148,6 +159,11 @@ public:
     // (ops on one stream run in order, so one op's scratch is dead when the next one starts).
     nvlm_status scratch(size_t nbytes, void** ptr, const char* op);
 
+    // A device copy of nbytes of host data (a launch table) that the backend keeps: queued for upload
+    // on the stream only when the bytes differ from the previous call's, so a table that stays the same
+    // from one call to the next is uploaded once. Valid until the next call.
+    nvlm_status kept_table(const void* host, size_t nbytes, void** ptr, const char* op);
+
 private:
     const int32_t device_;
     const cudaStream_t stream_;
@@ -155,6 +171,9 @@ private:
     const bool sync_each_op_;
     void* scratch_ = nullptr;
     size_t scratch_bytes_ = 0;
+    void* table_ = nullptr;                  // kept_table's device copy
+    size_t table_capacity_ = 0;
+    std::vector<unsigned char> table_host_;  // and the bytes it holds (the source of its last upload)
 };
 
 // The first lines of every op method: device current, NVTX range around the op. Construction

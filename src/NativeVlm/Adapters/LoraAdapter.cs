@@ -1,5 +1,7 @@
 using NativeVlm.Autograd;
+using NativeVlm.Interop;
 using NativeVlm.Nn;
+using NativeVlm.Quantization;
 using NativeVlm.Tensors;
 
 namespace NativeVlm.Adapters;
@@ -72,28 +74,44 @@ public sealed class LoraAdapter : ILinearAdapter, IDisposable
         // or a bias that DoRA leaves unscaled) it is one more base projection of x' without the bias.
         TensorScope scope = TensorScope.Current
             ?? throw new InvalidOperationException("a DoRA forward runs inside a TensorScope (or a Tape) that owns its tensors");
-        float[] norm = WeightNorm(Module.Weight.ToDense(), A, B, Scaling);
+        // The detached norm and its reciprocal stay on the device, constants of the tape (the backward of
+        // ScaleRows reads the reciprocal); W + s·B·A is never formed.
+        (Tensor norm, Tensor? inverseNorm) = WeightNorm(Module.Weight, A, B, Scaling, withInverse: true);
         long outFeatures = Module.OutFeatures;
-        // Constants of the tape (the detached norm); the backward of ScaleRows reads them.
-        Tensor negatedNorm = scope.Own(Tensor.FromArray(A.Context, norm.Select(n => -n).ToArray(), outFeatures));
-        Tensor inverseNorm = scope.Own(Tensor.FromArray(A.Context, norm.Select(n => 1f / n).ToArray(), outFeatures));
         Tensor ones = scope.Own(Tensor.FromArray(A.Context, Enumerable.Repeat(1f, (int)outFeatures).ToArray(), outFeatures));
         // g = 1 + (m − ‖·‖) / ‖·‖ rather than m · (1 / ‖·‖): exactly 1 where m equals the norm (a fresh
         // adapter), as PEFT's m / ‖·‖ is, so that the adapter then leaves the output bit for bit unchanged.
-        Tensor gMinusOne = RowOps.ScaleRows(Ops.Residual(Magnitude, negatedNorm).Reshape(outFeatures, 1), inverseNorm);
+        Tensor gMinusOne = RowOps.ScaleRows(Ops.Residual(Magnitude, Ops.Scale(norm, -1f)).Reshape(outFeatures, 1), inverseNorm!);
         Tensor g = Ops.Residual(gMinusOne.Reshape(outFeatures), ones);
         Tensor baseWithoutBias = ReferenceEquals(input, x) && Module.Bias == null ? baseOutput : Module.Weight.Forward(input, null);
         return Ops.Lora(baseOutput, baseWithoutBias, input, A, B, g, Scaling);
     }
 
-    /// <summary>‖W + s·B·A‖ per output row [out] for W [out, in], A [r, in], B [out, r]; detached: computed without recording, read on the host.</summary>
-    internal static float[] WeightNorm(Tensor w, Tensor a, Tensor b, float scaling)
+    /// <summary>
+    /// DoRA's initial magnitude as PEFT sets it, ‖W + s·B·A‖ per output row (‖W‖ while B is zero): the
+    /// same op as the forward's norm, so a fresh adapter's g is exactly 1. [out], owned by the caller.
+    /// </summary>
+    internal static Tensor InitialMagnitude(ILinearWeight w, Tensor a, Tensor b, float scaling)
     {
-        using IDisposable noGrad = Tape.NoGrad();
+        Tensor magnitude = Tensor.Zeros(a.Context, DType.F32, w.OutFeatures);
         using var scratch = new TensorScope();
-        Tensor combined = Ops.Residual(w, Ops.Scale(Ops.Matmul(b, a), scaling));        // (out, in)
-        return RowOps.SquaredRowNorms(combined).ToFloatArray().Select(MathF.Sqrt).ToArray();
+        Tensor norm = WeightNorm(w, a, b, scaling, withInverse: false).Norm;
+        Native.Check(NativeMethods.nvlm_buffer_copy(magnitude.Buffer, 0, norm.Buffer, 0, norm.ByteCount));
+        return magnitude;
     }
+
+    /// <summary>
+    /// ‖W + s·B·A‖ per output row [out] of W [out, in] (dense or NF4), A [r, in], B [out, r], and with
+    /// <paramref name="withInverse"/> its reciprocal: <see cref="Ops.DoraNorm(Tensor, Tensor, Tensor, float, bool)"/>,
+    /// which never forms W + s·B·A. Detached (no gradient flows through the norm); owned by the current scope.
+    /// </summary>
+    private static (Tensor Norm, Tensor? InverseNorm) WeightNorm(ILinearWeight w, Tensor a, Tensor b, float scaling,
+        bool withInverse) => w switch
+    {
+        DenseWeight dense => Ops.DoraNorm(dense.Tensor, a, b, scaling, withInverse),
+        Nf4LinearWeight nf4 => Ops.DoraNorm(nf4.Weight, a, b, scaling, withInverse),
+        _ => throw new NotSupportedException($"DoRA's weight norm has no op for a {w.GetType().Name} base weight"),
+    };
 
     /// <summary>
     /// The base weight with the adapter folded in, as PEFT's merge computes it: W + s·B·A for LoRA,

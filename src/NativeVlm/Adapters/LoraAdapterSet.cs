@@ -95,8 +95,7 @@ public sealed class LoraAdapterSet : IDisposable
                 Tensor? magnitude = null;
                 if (config.UseDora)
                 {
-                    using var scope = new TensorScope();
-                    magnitude = Tensor.FromArray(ctx, LoraAdapter.WeightNorm(module.Weight.ToDense(), aTensor, bTensor, scaling), outFeatures);
+                    magnitude = LoraAdapter.InitialMagnitude(module.Weight, aTensor, bTensor, scaling);
                 }
                 set.Attach(module, rank, scaling, config.LoraDropout, aTensor, bTensor, magnitude);
             }

@@ -145,6 +145,11 @@ internal static partial class NativeMethods
     internal static partial int nvlm_adamw_step(ContextHandle ctx, BufferHandle param, BufferHandle grad,
         BufferHandle m, BufferHandle v, long n, float lr, float beta1, float beta2, float eps, float weightDecay,
         long step);
+    /// <summary>params, grads, m, v: arrays of count nvlm_buffer* (referenced by the caller for the call).</summary>
+    [LibraryImport(Library)]
+    internal static partial int nvlm_adamw_multi_tensor_step(ContextHandle ctx, IntPtr[] parameters, IntPtr[] grads,
+        IntPtr[] m, IntPtr[] v, long[] n, long count, float lr, float beta1, float beta2, float eps, float weightDecay,
+        long step);
 
     [LibraryImport(Library)]
     internal static partial int nvlm_cast(ContextHandle ctx, BufferHandle dst, int dstDtype, BufferHandle src,
@@ -175,6 +180,14 @@ internal static partial class NativeMethods
         BufferHandle dxLora, BufferHandle da, BufferHandle db, BufferHandle dcolScale, BufferHandle dout,
         BufferHandle baseDora, BufferHandle xLora, BufferHandle a, BufferHandle b, BufferHandle colScale,
         BufferHandle down, long m, long k, long n, long r, float scaling);
+
+    [LibraryImport(Library)]
+    internal static partial int nvlm_dora_norm(ContextHandle ctx, BufferHandle norm, BufferHandle invNorm,
+        BufferHandle w, BufferHandle a, BufferHandle b, long n, long k, long r, float scaling);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_dora_norm_nf4(ContextHandle ctx, BufferHandle norm, BufferHandle invNorm,
+        BufferHandle packed, BufferHandle absmaxQ, BufferHandle absmax2, BufferHandle offset, BufferHandle absmaxCode,
+        BufferHandle a, BufferHandle b, long n, long k, long r, float scaling);
 }
 
 /// <summary>nvlm_memory_stats.</summary>
@@ -190,7 +203,7 @@ public struct MemoryStats
 internal static class Native
 {
     /// <summary>The NVLM_ABI_VERSION this assembly was written against.</summary>
-    internal const int AbiVersion = 5;
+    internal const int AbiVersion = 6;
 
     private static readonly Lazy<int> LoadedAbi = new(NativeMethods.nvlm_abi_version);
 

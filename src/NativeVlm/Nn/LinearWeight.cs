@@ -20,7 +20,7 @@ public interface ILinearWeight : IDisposable
     Tensor Forward(Tensor x, Tensor? bias);
 
     /// <summary>
-    /// W as dense f32 [out, in], for what needs the whole matrix (DoRA's weight norm, merging):
+    /// W as dense f32 [out, in], for what needs the whole matrix (merging, quantising, writing):
     /// the stored tensor itself for a dense weight, a dequantised copy owned by the current
     /// <see cref="Autograd.TensorScope"/> for a quantised one. The caller never disposes it.
     /// </summary>

@@ -30,15 +30,26 @@ public sealed class AdamW : IDisposable
         _steps = new long[_parameters.Length];
     }
 
-    /// <summary>Updates every parameter from its gradient with learning rate <paramref name="lr"/>.</summary>
+    /// <summary>
+    /// Updates every parameter from its gradient with learning rate <paramref name="lr"/>: the parameters
+    /// with a gradient, grouped by their next step count, one <see cref="Ops.AdamWMultiTensorStep"/> per
+    /// group (a single call, one kernel launch on CUDA, unless some parameter once missed a gradient).
+    /// </summary>
     public void Update(float lr)
     {
-        for (int i = 0; i < _parameters.Length; i++)
+        IEnumerable<IGrouping<long, int>> groups = Enumerable.Range(0, _parameters.Length)
+            .Where(i => _parameters[i].Grad != null)
+            .GroupBy(i => _steps[i] + 1)
+            .OrderBy(g => g.Key);
+        foreach (IGrouping<long, int> group in groups)
         {
-            Tensor p = _parameters[i];
-            if (p.Grad != null)
+            int[] members = group.ToArray();
+            Ops.AdamWMultiTensorStep(members.Select(i => _parameters[i]).ToArray(),
+                members.Select(i => _parameters[i].Grad!).ToArray(), members.Select(i => _m[i]).ToArray(),
+                members.Select(i => _v[i]).ToArray(), lr, Beta1, Beta2, Epsilon, WeightDecay, group.Key);
+            foreach (int i in members)
             {
-                Ops.AdamWStep(p, p.Grad, _m[i], _v[i], lr, Beta1, Beta2, Epsilon, WeightDecay, ++_steps[i]);
+                _steps[i] = group.Key;
             }
         }
     }
