@@ -197,7 +197,7 @@ public sealed class SampleBuilder
             int placeholders = CountPlaceholders(text);
             if (placeholders > 0 && SftLoss == SftLoss.AssistantTurns && trained)
             {
-                throw new BadRowException(BadRowReason.ImageCountMismatch, $"an assistant turn holds {placeholders} {Idefics3Prompt.ImageToken} placeholders");
+                throw new BadRowException(BadRowReason.ImageCountMismatch, $"an assistant turn holds {placeholders} {_processor.Prompt.Tokens.Image} placeholders");
             }
             string expanded = placeholders == 0
                 ? text
@@ -299,17 +299,17 @@ public sealed class SampleBuilder
         }
     }
 
-    private static void RequirePlaceholders(string text, int expected, string what)
+    private void RequirePlaceholders(string text, int expected, string what)
     {
         int placeholders = CountPlaceholders(text);
         if (placeholders != expected)
         {
             throw new BadRowException(BadRowReason.ImageCountMismatch,
-                $"{what} holds {placeholders} {Idefics3Prompt.ImageToken} placeholders and the row has {expected} images for it");
+                $"{what} holds {placeholders} {_processor.Prompt.Tokens.Image} placeholders and the row has {expected} images for it");
         }
     }
 
-    private static int CountPlaceholders(string text) => text.Split(Idefics3Prompt.ImageToken).Length - 1;
+    private int CountPlaceholders(string text) => text.Split(_processor.Prompt.Tokens.Image).Length - 1;
 
     private static int CommonPrefixLength(string a, string b) => a.AsSpan().CommonPrefixLength(b);
 

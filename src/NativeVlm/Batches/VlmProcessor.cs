@@ -9,7 +9,8 @@ namespace NativeVlm.Batches;
 /// What turns a row into token ids and pixels for one Idefics3 snapshot, as transformers'
 /// Idefics3Processor plus the tokenizer do: the chat template, the tokenizer, the image processor and
 /// the prompt expansion, and the ids a batch needs (image, end-of-sequence, padding). Loading reads
-/// config.json, tokenizer.json, tokenizer_config.json (or chat_template.jinja/.json),
+/// config.json, tokenizer.json, tokenizer_config.json (or chat_template.jinja/.json; its
+/// extra_special_tokens name the image tokens, as SmolVLMProcessor reads them),
 /// preprocessor_config.json and, when present, processor_config.json; no weights.
 /// </summary>
 public sealed class VlmProcessor
@@ -32,7 +33,7 @@ public sealed class VlmProcessor
         ImageTokenId = imageTokenId;
         EosTokenId = eosTokenId;
         PadTokenId = padTokenId;
-        ImageBlockTokenIds = [imageTokenId, RequireToken(tokenizer, Idefics3Prompt.FakeImageToken, "the tokenizer")];
+        ImageBlockTokenIds = [imageTokenId, RequireToken(tokenizer, prompt.Tokens.FakeAroundImage, "the tokenizer")];
     }
 
     public ByteLevelBpeTokenizer Tokenizer { get; }
@@ -43,7 +44,7 @@ public sealed class VlmProcessor
 
     public Idefics3Prompt Prompt { get; }
 
-    /// <summary>The &lt;image&gt; token: config.json's image_token_id, which the tokenizer must give &lt;image&gt;.</summary>
+    /// <summary>The image token: config.json's image_token_id, which the tokenizer must give the prompt's image token string.</summary>
     public int ImageTokenId { get; }
 
     /// <summary>tokenizer_config.json's eos_token: TRL appends it to every DPO completion.</summary>
@@ -52,7 +53,7 @@ public sealed class VlmProcessor
     /// <summary>tokenizer_config.json's pad_token, else the eos token (as TRL sets it when the tokenizer has none).</summary>
     public int PadTokenId { get; }
 
-    /// <summary>&lt;image&gt; and &lt;fake_token_around_image&gt;: an expanded image's block starts and ends with the latter.</summary>
+    /// <summary>The image token and the around-image token: an expanded image's block starts and ends with the latter.</summary>
     public IReadOnlyList<int> ImageBlockTokenIds { get; }
 
     /// <summary>Loads the text and image side of a snapshot folder.</summary>
@@ -69,16 +70,16 @@ public sealed class VlmProcessor
         var imageProcessor = new Idefics3ImageProcessor(Idefics3ImageProcessorConfig.Load(snapshot));
 
         string configPath = Path.Combine(snapshot, Idefics3Config.FileName);
-        int imageTokenId = RequireToken(tokenizer, Idefics3Prompt.ImageToken, ByteLevelBpeTokenizer.FileName);
+        string tokenizerConfigPath = Path.Combine(snapshot, TokenizerConfigFileName);
+        Idefics3Prompt prompt = LoadPrompt(snapshot, config, ImageTokens.Load(tokenizerConfigPath));
+        int imageTokenId = RequireToken(tokenizer, prompt.Tokens.Image, ByteLevelBpeTokenizer.FileName);
         if (imageTokenId != config.ImageTokenId)
         {
             throw new ConfigException(configPath, "image_token_id",
-                $"{configPath}: image_token_id is {config.ImageTokenId} but the tokenizer gives {Idefics3Prompt.ImageToken} the id {imageTokenId}: " +
+                $"{configPath}: image_token_id is {config.ImageTokenId} but the tokenizer gives {prompt.Tokens.Image} the id {imageTokenId}: " +
                 "image features would never reach the decoder");
         }
-        Idefics3Prompt prompt = LoadPrompt(snapshot, config);
 
-        string tokenizerConfigPath = Path.Combine(snapshot, TokenizerConfigFileName);
         string? eosToken = SpecialToken(tokenizerConfigPath, "eos_token");
         if (eosToken is null)
         {
@@ -96,21 +97,21 @@ public sealed class VlmProcessor
     /// image_seq_len from processor_config.json when the snapshot has one, which must then equal what
     /// config.json implies (the model turns each frame into exactly that many features); else config.json's.
     /// </summary>
-    private static Idefics3Prompt LoadPrompt(string snapshot, Idefics3Config config)
+    private static Idefics3Prompt LoadPrompt(string snapshot, Idefics3Config config, ImageTokens tokens)
     {
         string processorConfigPath = Path.Combine(snapshot, Idefics3Prompt.FileName);
         if (!File.Exists(processorConfigPath))
         {
-            return new Idefics3Prompt(config.ImageSeqLen);
+            return new Idefics3Prompt(config.ImageSeqLen, tokens);
         }
-        Idefics3Prompt prompt = Idefics3Prompt.Load(processorConfigPath);
-        if (prompt.ImageSeqLen != config.ImageSeqLen)
+        int imageSeqLen = Idefics3Prompt.Load(processorConfigPath).ImageSeqLen;
+        if (imageSeqLen != config.ImageSeqLen)
         {
             throw new ConfigException(processorConfigPath, "image_seq_len",
-                $"{processorConfigPath}: image_seq_len is {prompt.ImageSeqLen} but config.json implies {config.ImageSeqLen} " +
+                $"{processorConfigPath}: image_seq_len is {imageSeqLen} but config.json implies {config.ImageSeqLen} " +
                 "image features per frame ((image_size / patch_size)² / scale_factor²)");
         }
-        return prompt;
+        return new Idefics3Prompt(imageSeqLen, tokens);
     }
 
     private static int RequireToken(ByteLevelBpeTokenizer tokenizer, string token, string source) =>

@@ -5,9 +5,11 @@ namespace NativeVlm.Vision;
 
 /// <summary>
 /// The settings of transformers' Idefics3ImageProcessor, from a snapshot's preprocessor_config.json;
-/// an absent field takes the class's default. A field whose value this implementation does not
-/// reproduce, or a field it does not know (it might change the math), is a
-/// <see cref="ConfigException"/> naming the file and the field.
+/// an absent field takes the class's default. SmolVLM2 snapshots name SmolVLMImageProcessor, which
+/// transformers defines as Idefics3ImageProcessor unchanged (modular_smolvlm.py: a subclass with no
+/// body), so it reads the same. A field whose value this implementation does not reproduce, or a
+/// field it does not know (it might change the math), is a <see cref="ConfigException"/> naming the
+/// file and the field.
 /// </summary>
 public sealed record Idefics3ImageProcessorConfig
 {
@@ -15,8 +17,14 @@ public sealed record Idefics3ImageProcessorConfig
 
     public const string ProcessorType = "Idefics3ImageProcessor";
 
-    /// <summary>Fields that describe the file rather than the image math; the processor class ignores them too.</summary>
-    private static readonly HashSet<string> InertFields = ["image_processor_type", "processor_class"];
+    /// <summary>SmolVLM2's image processor: the same class as <see cref="ProcessorType"/> under another name.</summary>
+    public const string SmolVlmProcessorType = "SmolVLMImageProcessor";
+
+    /// <summary>
+    /// Fields that describe the file rather than the image math; the processor class ignores them too.
+    /// video_sampling (SmolVLM2) sets how videos are sampled into frames, never read for images.
+    /// </summary>
+    private static readonly HashSet<string> InertFields = ["image_processor_type", "processor_class", "video_sampling"];
 
     /// <summary>Resize so that the longest edge is this many pixels (size.longest_edge); null when <see cref="Size"/> is fixed.</summary>
     public int? LongestEdge { get; init; } = 4 * 364;
@@ -71,9 +79,10 @@ public sealed record Idefics3ImageProcessorConfig
     private static Idefics3ImageProcessorConfig Parse(ConfigJson json, JsonElement root)
     {
         string type = json.String("image_processor_type", ProcessorType);
-        if (type != ProcessorType)
+        if (type is not (ProcessorType or SmolVlmProcessorType))
         {
-            throw json.Unsupported("image_processor_type", ConfigJson.Format(type), $"'{ProcessorType}'");
+            throw json.Unsupported("image_processor_type", ConfigJson.Format(type),
+                $"'{ProcessorType}' or '{SmolVlmProcessorType}' (the fast processors resize with torch, not PIL, and give other pixels)");
         }
         if (!json.Bool("do_convert_rgb", true))
         {

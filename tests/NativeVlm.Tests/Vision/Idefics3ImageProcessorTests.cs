@@ -60,8 +60,23 @@ public class Idefics3ImageProcessorTests
         Assert.Equal((2048, 512, 1.0 / 255), (config.LongestEdge!.Value, config.MaxImageSize, config.RescaleFactor));
     }
 
+    [Fact]
+    public void SmolVLM2s_settings_load_as_the_same_processor()
+    {
+        // SmolVLMImageProcessor is Idefics3ImageProcessor under another name; video_sampling is read only for videos.
+        Idefics3ImageProcessorConfig config = Load("""
+            {"do_convert_rgb": true, "do_image_splitting": true, "do_normalize": true, "do_pad": true, "do_rescale": true,
+             "do_resize": true, "image_mean": [0.5, 0.5, 0.5], "image_processor_type": "SmolVLMImageProcessor",
+             "image_std": [0.5, 0.5, 0.5], "max_image_size": {"longest_edge": 512}, "processor_class": "SmolVLMProcessor",
+             "resample": 1, "rescale_factor": 0.00392156862745098, "size": {"longest_edge": 2048},
+             "video_sampling": {"fps": 1, "max_frames": 64, "video_size": {"longest_edge": 512}}}
+            """);
+        Assert.Equal((2048, 512, Resample.Lanczos), (config.LongestEdge!.Value, config.MaxImageSize, config.Resample));
+    }
+
     [Theory]
     [InlineData("""{"do_pad": false}""", "do_pad")]
+    [InlineData("""{"image_processor_type": "SmolVLMImageProcessorFast"}""", "image_processor_type")]
     [InlineData("""{"do_convert_rgb": false}""", "do_convert_rgb")]
     [InlineData("""{"image_processor_type": "Idefics3ImageProcessorFast"}""", "image_processor_type")]
     [InlineData("""{"crop_size": {"height": 3}}""", "crop_size")]
