@@ -222,9 +222,62 @@ public sealed class Idefics3Model : IDisposable
     /// </summary>
     public Tensor Forward(Idefics3Inputs inputs, Tensor? imageFeatures, int[]? featureRows, Trace? trace = null)
     {
-        Context ctx = LmHead.Context;
         TensorScope scope = TensorScope.Current
             ?? throw new InvalidOperationException("Idefics3Model.Forward runs inside a TensorScope (or a Tape) that owns its tensors");
+        Tensor embeds = MergedEmbeddings(inputs, imageFeatures, featureRows, scope);
+        Tensor attention = scope.Own(Tensor.FromArray(LmHead.Context, inputs.AttentionMask, inputs.Batch, inputs.SeqLen));
+        return Text.Forward(embeds, attention, trace);
+    }
+
+    /// <summary>
+    /// The prefill of generation: the image features computed once and merged into the prompt's
+    /// embeddings as <see cref="Forward(Idefics3Inputs, Trace?)"/> does, the decoder run over the prompt
+    /// filling the empty <paramref name="cache"/>, and the logits of each row's last token: [batch, vocab],
+    /// in the current scope. Later tokens go through <see cref="DecodeStep"/>, which never reads pixels
+    /// (transformers merges image features only while the cache is empty).
+    /// </summary>
+    public Tensor Prefill(Idefics3Inputs inputs, KvCache cache)
+    {
+        TensorScope scope = TensorScope.Current
+            ?? throw new InvalidOperationException("Idefics3Model.Prefill runs inside a TensorScope that owns its tensors");
+        if (cache.Length != 0)
+        {
+            throw new ArgumentException($"the prefill needs an empty KV cache; this one holds {cache.Length} tokens");
+        }
+        Tensor embeds = MergedEmbeddings(inputs, inputs.PixelValues != null ? ImageFeatures(inputs) : null, featureRows: null, scope);
+        Tensor hidden = Text.Forward(embeds, inputs.AttentionMask, cache);           // (batch, seq, hidden)
+        int[] lastRows = Enumerable.Range(0, inputs.Batch).Select(b => (b + 1) * inputs.SeqLen - 1).ToArray();
+        Tensor last = Ops.Embedding(hidden.Reshape(-1, Config.Text.HiddenSize),
+            scope.Own(Tensor.FromArray(LmHead.Context, lastRows, lastRows.Length)));  // (batch, hidden)
+        return Logits(last);
+    }
+
+    /// <summary>
+    /// One decode step: <paramref name="tokenIds"/> (one per row of the cache) are embedded, run through
+    /// the decoder against everything cached (and cached themselves), and scored: [batch, vocab] logits,
+    /// in the current scope.
+    /// </summary>
+    public Tensor DecodeStep(int[] tokenIds, KvCache cache)
+    {
+        TensorScope scope = TensorScope.Current
+            ?? throw new InvalidOperationException("Idefics3Model.DecodeStep runs inside a TensorScope that owns its tensors");
+        if (tokenIds.Length != cache.Batch)
+        {
+            throw new ArgumentException($"a decode step takes one token per row: {tokenIds.Length} tokens for a batch of {cache.Batch}");
+        }
+        Tensor embeds = Text.Embed(scope.Own(Tensor.FromArray(LmHead.Context, tokenIds, cache.Batch, 1)));   // (batch, 1, hidden)
+        byte[] real = Enumerable.Repeat((byte)1, cache.Batch).ToArray();
+        Tensor hidden = Text.Forward(embeds, real, cache);                                                  // (batch, 1, hidden)
+        return Logits(hidden.Reshape(cache.Batch, Config.Text.HiddenSize));
+    }
+
+    /// <summary>
+    /// The token embeddings of inputs.InputIds [batch, seq, hidden] with the image features in place of
+    /// the image tokens' (see <see cref="Forward(Idefics3Inputs, Tensor?, int[]?, Trace?)"/>).
+    /// </summary>
+    private Tensor MergedEmbeddings(Idefics3Inputs inputs, Tensor? imageFeatures, int[]? featureRows, TensorScope scope)
+    {
+        Context ctx = LmHead.Context;
         int batch = inputs.Batch, seq = inputs.SeqLen, hidden = Config.Text.HiddenSize;
 
         Tensor ids = scope.Own(Tensor.FromArray(ctx, inputs.InputIds, batch, seq));
@@ -263,9 +316,7 @@ public sealed class Idefics3Model : IDisposable
         {
             throw new ArgumentException($"input_ids hold {imagePositions.Length} image tokens but no pixel_values were given");
         }
-
-        Tensor attention = scope.Own(Tensor.FromArray(ctx, inputs.AttentionMask, batch, seq));
-        return Text.Forward(embeds, attention, trace);
+        return embeds;
     }
 
     /// <summary>Connector outputs of the real frames, flattened: [frames·image_seq_len, text hidden].</summary>

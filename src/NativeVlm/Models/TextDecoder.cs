@@ -1,4 +1,5 @@
 using NativeVlm.Autograd;
+using NativeVlm.Interop;
 using NativeVlm.Nn;
 using NativeVlm.Tensors;
 
@@ -21,6 +22,124 @@ internal sealed record TextAttentionInputs(Tensor Positions, Tensor InvFreq, Ten
 /// <param name="Batches">int32 (n): its row b.</param>
 /// <param name="ZeroQuery">(batch, 1, heads, head_dim) zeros: attending with it weighs every key equally.</param>
 internal sealed record BlindQueries(Tensor Rows, Tensor Batches, Tensor ZeroQuery);
+
+/// <summary>
+/// The keys and values of every decoder layer during one generate call: transformers' DynamicCache,
+/// laid out ahead of time. Per layer, keys and values (batch, capacity, kv_heads, head_dim), the keys
+/// after Qwen3's k-norm and RoPE as attention reads them. Slot t of a row holds the t-th token fed to
+/// the decoder (the prompt with its left padding, then one generated token per step); <see cref="Mask"/>
+/// says which slots hold real tokens, and a decode step attends to the whole capacity under it. Writing
+/// a token is one buffer copy per row, so a step neither reallocates nor copies what is cached (a
+/// concatenation would copy the whole cache every step). The buffers start zeroed: the slots the mask
+/// hides are never garbage that a kernel could multiply by a zero weight into NaN.
+/// </summary>
+public sealed class KvCache : IDisposable
+{
+    private readonly Tensor[] _keys; // per layer (batch, capacity, kv_heads, head_dim)
+    private readonly Tensor[] _values; // per layer (batch, capacity, kv_heads, head_dim)
+    private readonly byte[] _mask; // (batch, capacity): 1 = a real token is cached in the slot
+    private readonly int[] _realTokens; // (batch): real tokens cached so far, which is the RoPE position of the next one
+    private readonly long _slotElements; // kv_heads · head_dim
+
+    internal KvCache(Context context, TextConfig config, int batch, int capacity)
+    {
+        if (batch <= 0 || capacity <= 0)
+        {
+            throw new ArgumentException($"a KV cache needs a positive batch and capacity, got {batch} × {capacity}");
+        }
+        Batch = batch;
+        Capacity = capacity;
+        _slotElements = (long)config.NumKeyValueHeads * config.HeadDim;
+        _keys = new Tensor[config.NumHiddenLayers];
+        _values = new Tensor[config.NumHiddenLayers];
+        try
+        {
+            for (int i = 0; i < config.NumHiddenLayers; i++)
+            {
+                _keys[i] = Tensor.Zeros(context, DType.F32, batch, capacity, config.NumKeyValueHeads, config.HeadDim);
+                _values[i] = Tensor.Zeros(context, DType.F32, batch, capacity, config.NumKeyValueHeads, config.HeadDim);
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+        _mask = new byte[batch * capacity];
+        _realTokens = new int[batch];
+    }
+
+    public int Batch { get; }
+
+    /// <summary>Most tokens (prompt and generated) a row can hold.</summary>
+    public int Capacity { get; }
+
+    /// <summary>Slots written so far, the same in every row.</summary>
+    public int Length { get; private set; }
+
+    /// <summary>(batch, capacity), 1 = a real token is cached in the slot: the key mask of a decode step.</summary>
+    internal byte[] Mask => _mask;
+
+    internal Tensor Keys(int layer) => _keys[layer];
+
+    internal Tensor Values(int layer) => _values[layer];
+
+    /// <summary>
+    /// Takes the next <paramref name="n"/> slots for tokens whose mask is <paramref name="attentionMask"/>
+    /// (batch, n) and returns their RoPE positions (batch, n) as Idefics3's prepare_inputs_for_generation
+    /// gives them: cumsum(attention_mask) − 1 over everything fed so far, and 1 at padded tokens.
+    /// </summary>
+    internal int[] Append(byte[] attentionMask, int n)
+    {
+        if (attentionMask.Length != Batch * n)
+        {
+            throw new ArgumentException($"KV cache: the attention mask has {attentionMask.Length} entries, not batch {Batch} × {n} tokens");
+        }
+        if (Length + n > Capacity)
+        {
+            throw new InvalidOperationException($"KV cache: {Length} slots used, {n} more do not fit in its capacity of {Capacity}");
+        }
+        var positions = new int[Batch * n];
+        for (int b = 0; b < Batch; b++)
+        {
+            for (int t = 0; t < n; t++)
+            {
+                byte real = attentionMask[b * n + t];
+                _mask[b * Capacity + Length + t] = real;
+                positions[b * n + t] = real != 0 ? _realTokens[b]++ : 1;
+            }
+        }
+        Length += n;
+        return positions;
+    }
+
+    /// <summary>Copies k and v (batch, n, kv_heads, head_dim) into slots start..start+n−1 of layer <paramref name="layer"/>.</summary>
+    internal void Write(int layer, int start, Tensor k, Tensor v)
+    {
+        long n = k.Dim(1);
+        if (k.Rank != 4 || k.Dim(0) != Batch || k.ElementCount != Batch * n * _slotElements || !v.Shape.SequenceEqual(k.Shape) || start + n > Length)
+        {
+            throw new ArgumentException($"KV cache: k {k} and v {v} must be [{Batch}, n, kv_heads, head_dim] within the {Length} slots taken");
+        }
+        long bytes = n * _slotElements * sizeof(float);
+        foreach ((Tensor cache, Tensor source) in new[] { (_keys[layer], k), (_values[layer], v) })
+        {
+            for (int b = 0; b < Batch; b++)
+            {
+                long destination = ((long)b * Capacity + start) * _slotElements * sizeof(float);
+                Native.Check(NativeMethods.nvlm_buffer_copy(cache.Buffer, destination, source.Buffer, b * bytes, bytes));
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (Tensor? t in _keys.Concat(_values))
+        {
+            t?.Dispose();
+        }
+    }
+}
 
 /// <summary>
 /// Self-attention of one decoder layer, as LlamaAttention (transformers v4.46.3) and Qwen3Attention
@@ -73,17 +192,7 @@ internal sealed class TextAttention : IDisposable
     public Tensor Forward(Tensor x, TextAttentionInputs inputs)
     {
         long batch = x.Dim(0), seq = x.Dim(1);
-        Tensor q = _qProj.Forward(x).Reshape(batch, seq, _heads, _headDim);
-        Tensor k = _kProj.Forward(x).Reshape(batch, seq, _kvHeads, _headDim);
-        Tensor v = _vProj.Forward(x).Reshape(batch, seq, _kvHeads, _headDim);
-        if (_qNorm != null && _kNorm != null)
-        {
-            // Qwen3 normalises each head over head_dim before the rotation.
-            q = Ops.RmsNorm(q, _qNorm, _eps);
-            k = Ops.RmsNorm(k, _kNorm, _eps);
-        }
-        q = Ops.Rope(q, inputs.Positions, inputs.InvFreq);
-        k = Ops.Rope(k, inputs.Positions, inputs.InvFreq);
+        (Tensor q, Tensor k, Tensor v) = Project(x, inputs);
         Tensor attended = Ops.Attention(q, k, v, inputs.KeyMask, causal: true, _scale).Reshape(batch, seq, _heads * _headDim);
         if (inputs.Blind is { } blind)
         {
@@ -93,6 +202,46 @@ internal sealed class TextAttention : IDisposable
                 .Reshape(batch, seq, _heads * _headDim);
         }
         return _oProj.Forward(attended);
+    }
+
+    /// <summary>
+    /// The cached path of generation: x (batch, n, hidden) are the tokens after the <paramref name="start"/>
+    /// already cached; their keys and values go into layer <paramref name="layer"/> of the cache at slots
+    /// start..start+n−1. The prefill (start 0) attends causally within the prompt as <see cref="Forward(Tensor, TextAttentionInputs)"/>
+    /// does, with inputs.KeyMask the prompt's padding mask (batch, n). A decode step (n = 1) attends to every
+    /// slot of the cache with inputs.KeyMask the cache's mask (batch, capacity): slots not yet written and
+    /// left padding are 0, so causality is the mask's and the op's causal flag is off. Left-padding queries
+    /// of the prefill see no key and get 0 where transformers averages v (<see cref="BlindQueries"/>); only
+    /// the masked keys and values of padded slots depend on them, so no real token's output does.
+    /// </summary>
+    public Tensor Forward(Tensor x, TextAttentionInputs inputs, KvCache cache, int layer, int start)
+    {
+        long batch = x.Dim(0), seq = x.Dim(1);
+        (Tensor q, Tensor k, Tensor v) = Project(x, inputs);
+        cache.Write(layer, start, k, v);
+        Tensor attended = start == 0
+            ? Ops.Attention(q, k, v, inputs.KeyMask, causal: true, _scale)
+            : Ops.Attention(q, cache.Keys(layer), cache.Values(layer), inputs.KeyMask, causal: false, _scale);
+        return _oProj.Forward(attended.Reshape(batch, seq, _heads * _headDim));
+    }
+
+    /// <summary>
+    /// q (batch, seq, heads, head_dim) and k, v (batch, seq, kv_heads, head_dim) of x (batch, seq, hidden):
+    /// projected, q and k normed per head (Qwen3) and rotated.
+    /// </summary>
+    private (Tensor Q, Tensor K, Tensor V) Project(Tensor x, TextAttentionInputs inputs)
+    {
+        long batch = x.Dim(0), seq = x.Dim(1);
+        Tensor q = _qProj.Forward(x).Reshape(batch, seq, _heads, _headDim);
+        Tensor k = _kProj.Forward(x).Reshape(batch, seq, _kvHeads, _headDim);
+        Tensor v = _vProj.Forward(x).Reshape(batch, seq, _kvHeads, _headDim);
+        if (_qNorm != null && _kNorm != null)
+        {
+            // Qwen3 normalises each head over head_dim before the rotation.
+            q = Ops.RmsNorm(q, _qNorm, _eps);
+            k = Ops.RmsNorm(k, _kNorm, _eps);
+        }
+        return (Ops.Rope(q, inputs.Positions, inputs.InvFreq), Ops.Rope(k, inputs.Positions, inputs.InvFreq), v);
     }
 
     public void Dispose()
@@ -179,6 +328,13 @@ internal sealed class TextDecoderLayer : IDisposable
         return Ops.Residual(h, _mlp.Forward(Ops.RmsNorm(h, _postAttentionLayernorm, _eps)));
     }
 
+    /// <summary>The cached path (see <see cref="TextAttention.Forward(Tensor, TextAttentionInputs, KvCache, int, int)"/>): x (batch, n, hidden) → (batch, n, hidden).</summary>
+    public Tensor Forward(Tensor x, TextAttentionInputs inputs, KvCache cache, int layer, int start)
+    {
+        Tensor h = Ops.Residual(x, _selfAttn.Forward(Ops.RmsNorm(x, _inputLayernorm, _eps), inputs, cache, layer, start));
+        return Ops.Residual(h, _mlp.Forward(Ops.RmsNorm(h, _postAttentionLayernorm, _eps)));
+    }
+
     public void Dispose()
     {
         _selfAttn.Dispose();
@@ -190,8 +346,9 @@ internal sealed class TextDecoderLayer : IDisposable
 
 /// <summary>
 /// The text model of Idefics3 (<c>model.text_model</c>): LlamaModel (transformers v4.46.3) or
-/// Qwen3Model (v4.51.3) without a KV cache — token embeddings, decoder layers, final RMSNorm. The LM
-/// head is not part of it (lm_head.weight, or <see cref="EmbedTokens"/> when tied).
+/// Qwen3Model (v4.51.3) — token embeddings, decoder layers, final RMSNorm — run whole (training and
+/// comparisons) or, for generation, with a <see cref="KvCache"/>. The LM head is not part of it
+/// (lm_head.weight, or <see cref="EmbedTokens"/> when tied).
 /// </summary>
 public sealed class TextDecoder : IDisposable
 {
@@ -305,6 +462,46 @@ public sealed class TextDecoder : IDisposable
         {
             unowned.ForEach(t => t.Dispose());
         }
+    }
+
+    /// <summary>An empty cache for <paramref name="batch"/> rows of at most <paramref name="capacity"/> tokens, on this decoder's context; the caller disposes it.</summary>
+    public KvCache NewCache(int batch, int capacity) => new(_embedTokens.Context, Config, batch, capacity);
+
+    /// <summary>
+    /// The decoder with a KV cache, as transformers' generate runs it: the first call (the prefill) takes
+    /// the whole prompt, each later one a single new token per row; the keys and values of what is fed
+    /// are cached. inputsEmbeds (batch, n, hidden) → final-normed hidden states (batch, n, hidden), in
+    /// the current scope. Positions continue each row's real tokens (<see cref="KvCache.Append"/>).
+    /// </summary>
+    /// <param name="attentionMask">(batch · n), 1 = real token: the prompt's padding mask, and ones for a generated token.</param>
+    public Tensor Forward(Tensor inputsEmbeds, byte[] attentionMask, KvCache cache)
+    {
+        if (inputsEmbeds.Rank != 3 || inputsEmbeds.Dim(0) != cache.Batch || inputsEmbeds.Dim(2) != Config.HiddenSize)
+        {
+            throw new ArgumentException($"text decoder: inputs_embeds must be [{cache.Batch}, n, {Config.HiddenSize}] for this cache, got {inputsEmbeds}");
+        }
+        int batch = cache.Batch, n = (int)inputsEmbeds.Dim(1), start = cache.Length;
+        if (start > 0 && n != 1)
+        {
+            throw new ArgumentException($"text decoder: after the prefill a cached step takes one token per row, got {n}");
+        }
+        TensorScope scope = TensorScope.Current
+            ?? throw new InvalidOperationException("the cached TextDecoder.Forward runs inside a TensorScope that owns its tensors");
+        Context ctx = inputsEmbeds.Context;
+        int[] positions = cache.Append(attentionMask, n);
+        Tensor keyMask = start == 0
+            ? Tensor.FromArray(ctx, attentionMask, batch, n)
+            : Tensor.FromArray(ctx, cache.Mask, batch, cache.Capacity);
+        var inputs = new TextAttentionInputs(scope.Own(Tensor.FromArray(ctx, positions, batch, n)), _invFreq, scope.Own(keyMask), Blind: null);
+        Tensor h = inputsEmbeds;
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            using (ctx.Range($"text.layers.{i}"))
+            {
+                h = _layers[i].Forward(h, inputs, cache, i, start);
+            }
+        }
+        return Ops.RmsNorm(h, _norm, (float)Config.RmsNormEps);
     }
 
     /// <summary>int32 (batch, seq): 0..seq−1 in every row.</summary>
