@@ -14,7 +14,7 @@
 #               NVLM_NATIVE_LIB=build/gpu/libnvlm.so: compare against transformers on
 #               tests/fixtures/tiny-idefics3 (without and with the DoRA adapter), a 256M forward bench, and
 #               per config of tools/configs (SmolVLM-256M-Instruct, SmolVLM-Instruct) NativeVlm's own DPO step
-#               (bench --dpo-step: NF4 + DoRA r8, one 4×4-tiled image, 200 completion tokens) into
+#               (bench --dpo_step: NF4 + DoRA r8, one 4×4-tiled image, 200 completion tokens) into
 #               $OUT/dpo-step-<config>.json, and the embedded DPO demo trained on the GPU (`demo --device cuda`)
 #   reference   tools/gpu_reference.py: cuBLAS bf16 and copy ceilings, PyTorch SDPA, transformers + peft DPO step
 #   report      tools/gpu_report.py: $OUT/gpu-check.md, printed compact to stdout at the end
@@ -172,7 +172,7 @@ else
   for model in smolvlm-256m-instruct:120 smolvlm-instruct:240; do
     config=${model%%:*}
     if (( run_dpo )); then
-      run_stage "aot-dpo-step-$config" "${model##*:}" "aot-dpo-step-$config.log" "${host[@]}" bench --device cuda --dpo-step \
+      run_stage "aot-dpo-step-$config" "${model##*:}" "aot-dpo-step-$config.log" "${host[@]}" bench --device cuda --dpo_step \
         --config "$ROOT/tools/configs/$config.json" --json "$OUT/dpo-step-$config.json"
     else
       skip "aot-dpo-step-$config" "--no-dpo"
@@ -180,7 +180,7 @@ else
   done
   # The whole training path on the GPU: the embedded DPO demo (tiny model, 64 steps), which exits 0 only
   # when held-out reward accuracy reaches 0.9. Its files stay in build/gpu-demo, out of $OUT.
-  run_stage aot-demo 120 aot-demo.log "${host[@]}" demo --device cuda --output "$ROOT/build/gpu-demo"
+  run_stage aot-demo 120 aot-demo.log "${host[@]}" demo --device cuda --output_dir "$ROOT/build/gpu-demo"
 fi
 
 # ---- PyTorch on the same GPU ---------------------------------------------------------------------

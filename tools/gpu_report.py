@@ -10,7 +10,7 @@ Reads, each optional (a missing file is reported as missing):
   bench.json      nvlm_bench_ops --device cuda --json (tools/bench/bench_ops.cpp)
   reference.json  tools/gpu_reference.py: cuBLAS / copy ceilings, PyTorch SDPA, transformers + peft DPO step
   aot-*.log       the NativeAOT host's runs (nativevlm compare / bench on CUDA), when it was present
-  dpo-step-*.json the host's `nativevlm bench --dpo-step --json` per config of tools/configs
+  dpo-step-*.json the host's `nativevlm bench --dpo_step --json` per config of tools/configs
 Writes --output (default DIR/gpu-check.md); --compact also prints a shorter version to stdout for a
 caller that sees only the end of the output: the big kernel table first and the summaries last, the
 parity table cut to its failing rows, log tails and error lists shortened, SDPA per-backend errors left out.
@@ -280,7 +280,7 @@ def attention_section(bench, reference):
 
 
 def read_dpo_steps(folder):
-    """{config name: (figures, problem)} of nativevlm bench --dpo-step's dpo-step-<config>.json files."""
+    """{config name: (figures, problem)} of nativevlm bench --dpo_step's dpo-step-<config>.json files."""
     steps = {}
     for path in sorted(glob.glob(os.path.join(folder, "dpo-step-*.json"))):
         config = os.path.basename(path)[len("dpo-step-"):-len(".json")]
@@ -304,7 +304,7 @@ ADAPTER_NAMES = {"dora": "DoRA", "lora": "LoRA"}
 def dpo_section(reference, dpo_steps):
     """NativeVlm's DPO step per config beside transformers + peft's at the same shapes; "vs transformers"
     is their time over ours."""
-    head = "## DPO step: NativeVlm (nativevlm bench --dpo-step) and transformers + peft, random weights"
+    head = "## DPO step: NativeVlm (nativevlm bench --dpo_step) and transformers + peft, random weights"
     dpo = (reference or {}).get("dpo_step")
     dpo = dpo if isinstance(dpo, dict) else None
     theirs_config = reference_config(dpo)

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using CommandLine;
+using CommandLine.Text;
 using NativeVlm.Adapters;
 using NativeVlm.Autograd;
 using NativeVlm.Batches;
@@ -16,81 +17,96 @@ using NativeVlm.Vision;
 
 namespace NativeVlm.Cli;
 
-[Verb("bench", HelpText = "Time a model shaped by a config.json, with seeded random weights (no download): one forward, or with --dpo-step a DPO training step.")]
+[Verb("bench", HelpText = "Time a model shaped by a config.json, with seeded random weights (no download): one forward, or with --dpo_step a DPO training step.")]
 public sealed class BenchOptions
 {
+    [Usage(ApplicationAlias = "nativevlm")]
+    public static IEnumerable<Example> Examples =>
+    [
+        UsageExample.Of("One forward of SmolVLM-256M-Instruct's architecture", new BenchOptions { Config = "tools/configs/smolvlm-256m-instruct.json" }),
+        UsageExample.Of("Its DPO step on the GPU, as tools/gpu_reference.py's (NF4, DoRA r 8), figures to a JSON file", new BenchOptions
+        {
+            Config = "tools/configs/smolvlm-256m-instruct.json", DpoStep = true, Device = "cuda", Json = "dpo-step.json",
+        }),
+    ];
+
     [Option("config", Required = true, HelpText = "An Idefics3 config.json (e.g. tools/configs/smolvlm-256m-instruct.json).")]
     public string Config { get; set; } = "";
 
-    [Option("device", Default = "cpu", HelpText = "cpu, cuda or cuda:N.")]
+    [Option("device", Default = "cpu", HelpText = DeviceOption.Help)]
     public string Device { get; set; } = "cpu";
 
-    [Option("text-tokens", Default = 32, HelpText = "Forward: text tokens after the image tokens.")]
-    public int TextTokens { get; set; }
+    [Option("quant", HelpText = "Base linears' weights: nf4 or none (default: nf4 with --dpo_step, as gpu_reference.py; none for the forward).")]
+    public BaseWeightQuantization? Quant { get; set; }
+
+    [Option("text_tokens", Default = 32, HelpText = "Forward: text tokens after the image tokens.")]
+    public int TextTokens { get; set; } = 32;
 
     [Option("repeat", Default = 2, HelpText = "Forward: passes; the first one also warms caches.")]
-    public int Repeat { get; set; }
+    public int Repeat { get; set; } = 2;
 
-    [Option("dpo-step", HelpText = "Time a DPO training step (policy + reference pass, backward, clipping, AdamW) on one pair with a 4×4-tiled image instead of a forward.")]
-    public bool DpoStep { get; set; }
+    [Option("dpo_step", HelpText = "true: time a DPO training step (policy + reference pass, backward, clipping, AdamW) on one pair with a 4×4-tiled image instead of a forward (default false).")]
+    public bool? DpoStep { get; set; }
 
-    [Option("quant", HelpText = "DPO step: nf4 (default) or none, the base linears' weights.")]
-    public string? Quant { get; set; }
+    [Option("use_dora", HelpText = "DPO step: true for DoRA, false for plain LoRA adapters, rank --lora_r on q,k,v,o,gate,up,down_proj, the vision tower's too (default true).")]
+    public bool? UseDora { get; set; }
 
-    [Option("adapter", Default = "dora", HelpText = "DPO step: dora or lora, rank --lora-r on q,k,v,o,gate,up,down_proj (vision tower too).")]
-    public string Adapter { get; set; } = "dora";
+    [Option("lora_r", Default = 8, HelpText = "DPO step: adapter rank (lora_alpha equal to it).")]
+    public int LoraR { get; set; } = 8;
 
-    [Option("lora-r", Default = 8, HelpText = "DPO step: adapter rank (lora_alpha equal to it).")]
-    public int LoraR { get; set; }
+    [Option("image_split", Default = 4, HelpText = "DPO step: the image is split into N×N tiles plus the global one.")]
+    public int ImageSplit { get; set; } = 4;
 
-    [Option("image-split", Default = 4, HelpText = "DPO step: the image is split into N×N tiles plus the global one.")]
-    public int ImageSplit { get; set; }
-
-    [Option("completion-tokens", Default = 200, HelpText = "DPO step: tokens of the chosen and of the rejected completion.")]
-    public int CompletionTokens { get; set; }
+    [Option("completion_tokens", Default = 200, HelpText = "DPO step: tokens of the chosen and of the rejected completion.")]
+    public int CompletionTokens { get; set; } = 200;
 
     [Option("warmup", Default = 2, HelpText = "DPO step: untimed steps first.")]
-    public int Warmup { get; set; }
+    public int Warmup { get; set; } = 2;
 
     [Option("steps", Default = 5, HelpText = "DPO step: timed steps (the median is reported).")]
-    public int Steps { get; set; }
+    public int Steps { get; set; } = 5;
 
-    [Option("gradient-checkpointing", HelpText = "DPO step: recompute each vision encoder and decoder layer in the backward.")]
-    public bool GradientCheckpointing { get; set; }
+    [Option("gradient_checkpointing", HelpText = "DPO step: true to recompute each vision encoder and decoder layer in the backward (default false).")]
+    public bool? GradientCheckpointing { get; set; }
 
-    [Option("json", HelpText = "DPO step: also write the figures to this JSON file.")]
+    [Option("json", HelpText = "DPO step: also write the figures to this JSON file (default: none).")]
     public string? Json { get; set; }
 }
 
 /// <summary>
 /// nativevlm bench. Forward (default): one image tile of vision_config.image_size² pixels (its
-/// image_seq_len image tokens) followed by --text-tokens text tokens, forward under NoGrad; prints load
-/// time, forward times, the native allocator's peak bytes and the process's peak resident memory.
-/// --dpo-step: see <see cref="DpoStepBench"/>.
+/// image_seq_len image tokens) followed by --text_tokens text tokens, forward under NoGrad, the base
+/// linears in NF4 with --quant nf4; prints load time, forward times, the native allocator's peak bytes and
+/// the process's peak resident memory. --dpo_step: see <see cref="DpoStepBench"/>.
 /// </summary>
 public static class BenchCommand
 {
     public static int Run(BenchOptions options)
     {
-        if (options.DpoStep)
+        if (options.DpoStep == true)
         {
             return DpoStepBench.Run(options);
         }
-        if (options.Quant != null || options.Json != null || options.GradientCheckpointing)
+        if (options.Json != null || options.GradientCheckpointing != null || options.UseDora != null)
         {
-            throw new ArgumentException("--quant, --json and --gradient-checkpointing belong to --dpo-step");
+            throw new ArgumentException("--json, --gradient_checkpointing and --use_dora belong to --dpo_step");
         }
         if (options.TextTokens < 0 || options.Repeat <= 0)
         {
-            throw new ArgumentException("--text-tokens must be ≥ 0 and --repeat positive");
+            throw new ArgumentException("--text_tokens must be ≥ 0 and --repeat positive");
         }
         Idefics3Config config = LoadConfig(options.Config);
-        using Context ctx = Context.Create(options.Device);
+        using Context ctx = DeviceOption.Open(options.Device);
 
         var clock = Stopwatch.StartNew();
         using Idefics3Model model = Idefics3Model.Load(Weights.Random(ctx, seed: 0), config);
         long parameters = model.Parameters.Sum(p => p.ElementCount);
         Console.WriteLine($"model: {parameters:N0} parameters (random), built in {clock.Elapsed.TotalSeconds:F1} s on {ctx}");
+        QuantizationReport? quantization = options.Quant == BaseWeightQuantization.Nf4 ? model.QuantizeLinears() : null;
+        if (quantization != null)
+        {
+            Console.WriteLine(quantization);
+        }
 
         Idefics3Inputs inputs = OneTileInputs(config, options.TextTokens);
         Console.WriteLine($"input: 1 tile {config.Vision.ImageSize}×{config.Vision.ImageSize} px ({config.Vision.NumPatches} patches), " +
@@ -110,7 +126,7 @@ public static class BenchCommand
             Console.WriteLine($"forward {run}: {clock.Elapsed.TotalMilliseconds:F0} ms");
         }
         MemoryStats memory = ctx.Memory;
-        Console.WriteLine($"peak device memory: {MiB(memory.PeakBytes)} (weights {MiB(parameters * 4)}); " +
+        Console.WriteLine($"peak device memory: {MiB(memory.PeakBytes)} (weights {MiB(parameters * 4 - (quantization?.BytesSaved ?? 0))}); " +
             $"peak resident memory of the process: {PeakResidentMiB()}");
         return 0;
     }
@@ -160,13 +176,13 @@ public static class BenchCommand
 }
 
 /// <summary>
-/// nativevlm bench --dpo-step: the DPO training step of `nativevlm train --objective dpo` on one synthetic
+/// nativevlm bench --dpo_step: the DPO training step of `nativevlm train --objective dpo` on one synthetic
 /// pair, shaped as tools/gpu_reference.py's transformers + peft step so that the two can be set side by
 /// side. The model has seeded random weights, its base linears in NF4 (--quant), adapters (DoRA r=8 by
 /// default) on q,k,v,o,gate,up,down_proj matched by suffix (so the vision tower's q/k/v_proj too, as PEFT
 /// does). The pair: a prompt with one image split N×N (the processor's expansion of Idefics3Prompt, so
 /// N²+1 frames and as many image_seq_len blocks of image tokens), chosen and rejected completions of
-/// --completion-tokens random tokens; collated by BatchCollator into 2 model rows. One step is what the
+/// --completion_tokens random tokens; collated by BatchCollator into 2 model rows. One step is what the
 /// Trainer does per optimizer step: DpoObjective.Step (reference pass with the adapters off, policy pass,
 /// backward; sigmoid loss, β 0.1), GradientClipping (max_grad_norm 1), AdamW update, zero_grad.
 /// </summary>
@@ -182,34 +198,31 @@ public static partial class DpoStepBench
 
     public static int Run(BenchOptions options)
     {
-        string quant = options.Quant ?? "nf4";
-        if (quant is not ("nf4" or "none") || options.Adapter is not ("dora" or "lora"))
-        {
-            throw new ArgumentException("--quant is nf4 or none, --adapter dora or lora");
-        }
+        bool nf4 = (options.Quant ?? BaseWeightQuantization.Nf4) == BaseWeightQuantization.Nf4;
+        bool dora = options.UseDora ?? true;
+        bool checkpointing = options.GradientCheckpointing ?? false;
         if (options.LoraR <= 0 || options.ImageSplit <= 0 || options.CompletionTokens <= 0 || options.Warmup < 0 || options.Steps <= 0)
         {
-            throw new ArgumentException("--lora-r, --image-split, --completion-tokens and --steps must be positive, --warmup ≥ 0");
+            throw new ArgumentException("--lora_r, --image_split, --completion_tokens and --steps must be positive, --warmup ≥ 0");
         }
         Idefics3Config config = BenchCommand.LoadConfig(options.Config);
-        using Context ctx = Context.Create(options.Device);
+        using Context ctx = DeviceOption.Open(options.Device);
 
         var clock = Stopwatch.StartNew();
         using Idefics3Model model = Idefics3Model.Load(Weights.Random(ctx, seed: 0), config);
         long parameters = Idefics3Model.ParameterCount(config);
-        QuantizationReport? quantization = quant == "nf4" ? model.QuantizeLinears() : null;
-        model.GradientCheckpointing = options.GradientCheckpointing;
-        bool dora = options.Adapter == "dora";
+        QuantizationReport? quantization = nf4 ? model.QuantizeLinears() : null;
+        model.GradientCheckpointing = checkpointing;
         using LoraAdapterSet adapters = LoraAdapterSet.Create(model.Linears,
             LoraConfig.Create(TargetModules.FromNames(TargetNames), options.LoraR, options.LoraR, useDora: dora), seed: 0);
         adapters.Training = true;
         Tensor[] trainable = adapters.Parameters.ToArray();
         long trainableCount = trainable.Sum(p => p.ElementCount);
         double buildSeconds = clock.Elapsed.TotalSeconds;
-        string settings = $"base {(quant == "nf4" ? "NF4" : "f32")}, {(dora ? "DoRA" : "LoRA")} r={options.LoraR} alpha={options.LoraR} on {string.Join(",", TargetNames)}";
+        string settings = $"base {(nf4 ? "NF4" : "f32")}, {(dora ? "DoRA" : "LoRA")} r={options.LoraR} alpha={options.LoraR} on {string.Join(",", TargetNames)}";
         Console.WriteLine($"model: {parameters:N0} parameters (random), {settings}: {adapters.Adapters.Count} adapters, " +
             $"{trainableCount:N0} trainable; built in {buildSeconds:F1} s on {ctx}" +
-            (options.GradientCheckpointing ? "; gradient checkpointing" : ""));
+            (checkpointing ? "; gradient checkpointing" : ""));
 
         (DpoBatch batch, PairShape shape) = SyntheticPair(config, options.ImageSplit, options.CompletionTokens);
         Console.WriteLine($"pair: prompt {shape.PromptTokens} tokens ({shape.ImageTokens} image tokens of {shape.Frames} frames " +
@@ -260,12 +273,12 @@ public static partial class DpoStepBench
                 writer.WriteString("config", options.Config);
                 writer.WriteString("device", ctx.ToString());
                 writer.WriteNumber("parameters", parameters);
-                writer.WriteString("quant", quant);
+                writer.WriteString("quant", nf4 ? "nf4" : "none");
                 if (quantization != null)
                 {
                     writer.WriteNumber("quantized_linears", quantization.QuantizedModules);
                 }
-                writer.WriteString("adapter", options.Adapter);
+                writer.WriteString("adapter", dora ? "dora" : "lora");
                 writer.WriteNumber("lora_r", options.LoraR);
                 writer.WriteNumber("lora_alpha", options.LoraR);
                 writer.WriteStartArray("target_modules");
@@ -276,7 +289,7 @@ public static partial class DpoStepBench
                 writer.WriteEndArray();
                 writer.WriteNumber("adapters", adapters.Adapters.Count);
                 writer.WriteNumber("trainable_params", trainableCount);
-                writer.WriteBoolean("gradient_checkpointing", options.GradientCheckpointing);
+                writer.WriteBoolean("gradient_checkpointing", checkpointing);
                 writer.WriteNumber("beta", objective.Loss.Options.Beta);
                 writer.WriteNumber("pairs", batch.Batch);
                 writer.WriteNumber("batch", 2 * batch.Batch);
@@ -340,7 +353,7 @@ public static partial class DpoStepBench
         byte[] pixelMask = new byte[frames * size * size];
         Array.Fill(pixelMask, (byte)1);
         var images = new SampleImages(pixels, pixelMask, frames, size, size, [split], [split]);
-        var sample = new DpoSample(new RowLocation("bench --dpo-step", 0), prompt, Text(completionTokens), Text(completionTokens), images);
+        var sample = new DpoSample(new RowLocation("bench --dpo_step", 0), prompt, Text(completionTokens), Text(completionTokens), images);
         DpoBatch batch = new BatchCollator(config.Text.PadTokenId ?? 0).CollateDpo([sample]);
         int imageTokens = prompt.Count(id => id == config.ImageTokenId);
         return (batch, new PairShape(frames, imageTokens, prompt.Length, batch.ModelInputs.SeqLen));

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using CommandLine;
+using CommandLine.Text;
 using NativeVlm.Adapters;
 using NativeVlm.Checks;
 using NativeVlm.Models;
@@ -11,6 +12,21 @@ namespace NativeVlm.Cli;
 [Verb("compare", HelpText = "Run a model on reference inputs and compare its outputs with reference outputs (e.g. from transformers).")]
 public sealed class CompareOptions
 {
+    [Usage(ApplicationAlias = "nativevlm")]
+    public static IEnumerable<Example> Examples =>
+    [
+        UsageExample.Of("Check a snapshot against transformers' outputs", new CompareOptions
+        {
+            Model = "tests/fixtures/tiny-idefics3", Inputs = "tests/fixtures/tiny-idefics3/inputs.safetensors",
+            Expected = "tests/fixtures/tiny-idefics3/outputs.safetensors",
+        }),
+        UsageExample.Of("Check a merged snapshot against PEFT's merge_and_unload", new CompareOptions
+        {
+            Model = "merged", Inputs = "tests/fixtures/tiny-idefics3/inputs.safetensors",
+            Expected = "tests/fixtures/tiny-idefics3-dora/dpo_outputs.safetensors", ExpectedPrefix = "merged.",
+        }),
+    ];
+
     [Option("model", Required = true, HelpText = "Hugging Face snapshot folder (config.json + safetensors).")]
     public string Model { get; set; } = "";
 
@@ -20,25 +36,25 @@ public sealed class CompareOptions
     [Option("expected", Required = true, HelpText = "safetensors with reference outputs: vision.*, connector.image_hidden_states, text.hidden_states.N, logits, next_token_logprobs, loss.")]
     public string Expected { get; set; } = "";
 
-    [Option("adapter", HelpText = "PEFT LoRA/DoRA adapter folder (adapter_config.json, adapter_model.safetensors) to apply; the expected tensors compared are then those named adapter.* (logits, next_token_logprobs, loss).")]
+    [Option("adapter", HelpText = "PEFT LoRA/DoRA adapter folder (adapter_config.json, adapter_model.safetensors) to apply; the expected tensors compared are then those named adapter.* (logits, next_token_logprobs, loss) (default: none, the base model).")]
     public string? Adapter { get; set; }
 
-    [Option("expected-prefix", HelpText = "Compare only the expected tensors named PREFIX.<output> (e.g. merged.); default adapter. with --adapter, else every tensor.")]
+    [Option("expected_prefix", HelpText = "Compare only the expected tensors named PREFIX.<output> (e.g. merged.) (default: adapter. with --adapter, else every tensor).")]
     public string? ExpectedPrefix { get; set; }
 
-    [Option("quant", Default = BaseWeightQuantization.None, HelpText = "none, or nf4: quantise the Linear base weights at load time (QLoRA's NF4 with double quantisation) and print the memory saved.")]
+    [Option("quant", Default = BaseWeightQuantization.None, HelpText = "Base weights: none, or nf4 to quantise the Linear base weights at load time (QLoRA's NF4 with double quantisation) and print the memory saved.")]
     public BaseWeightQuantization Quant { get; set; }
 
     [Option("rtol", Default = 1e-4, HelpText = "Largest ‖out − ref‖ / ‖ref‖ that passes.")]
-    public double Rtol { get; set; }
+    public double Rtol { get; set; } = 1e-4;
 
     [Option("atol", Default = 1e-4, HelpText = "Largest max-abs error that passes (tensors).")]
-    public double Atol { get; set; }
+    public double Atol { get; set; } = 1e-4;
 
-    [Option("loss-atol", Default = 1e-5, HelpText = "Largest abs error that passes for losses.")]
-    public double LossAtol { get; set; }
+    [Option("loss_atol", Default = 1e-5, HelpText = "Largest abs error that passes for losses.")]
+    public double LossAtol { get; set; } = 1e-5;
 
-    [Option("device", Default = "cpu", HelpText = "cpu, cuda or cuda:N.")]
+    [Option("device", Default = "cpu", HelpText = DeviceOption.Help)]
     public string Device { get; set; } = "cpu";
 }
 
@@ -49,10 +65,10 @@ public static class CompareCommand
     {
         if (options.Rtol <= 0 || options.Atol <= 0 || options.LossAtol <= 0)
         {
-            throw new ArgumentException("--rtol, --atol and --loss-atol must be positive");
+            throw new ArgumentException("--rtol, --atol and --loss_atol must be positive");
         }
         var clock = Stopwatch.StartNew();
-        using Context ctx = Context.Create(options.Device);
+        using Context ctx = DeviceOption.Open(options.Device);
         using Idefics3Model model = Idefics3Model.Load(options.Model, ctx, options.Quant);
         Console.WriteLine($"loaded {options.Model} ({Idefics3Model.ParameterCount(model.Config):N0} parameters, " +
             $"text {model.Config.Text.ModelType}) in {clock.Elapsed.TotalSeconds:F1} s");

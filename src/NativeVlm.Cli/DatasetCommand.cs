@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using CommandLine;
+using CommandLine.Text;
 using NativeVlm.Batches;
 using NativeVlm.Data;
-using NativeVlm.Vision;
 
 namespace NativeVlm.Cli;
 
@@ -10,6 +10,16 @@ namespace NativeVlm.Cli;
                             "without loading weights, and print rows read, kept and skipped by reason, tokens and image tiles per sample.")]
 public sealed class DatasetOptions
 {
+    [Usage(ApplicationAlias = "nativevlm")]
+    public static IEnumerable<Example> Examples =>
+    [
+        UsageExample.Of("What DPO training would see of the first 6% of RLAIF-V", new DatasetOptions
+        {
+            Model = "SmolVLM-256M-Instruct", Data = ["rlaif-v_formatted/data"], Split = "train[:6%]", Objective = TrainingObjective.Dpo,
+            MaxPromptLength = 1024, DryRun = true,
+        }),
+    ];
+
     [Option("model", Required = true, HelpText = "Snapshot folder: config.json, tokenizer.json, tokenizer_config.json (or chat_template.jinja/.json), " +
                                                  "preprocessor_config.json[, processor_config.json]. No weights are read.")]
     public string Model { get; set; } = "";
@@ -21,34 +31,35 @@ public sealed class DatasetOptions
     public string Split { get; set; } = "train";
 
     [Option("objective", Required = true, HelpText = "dpo (rlaif-v layout) or sft (the_cauldron layout, or image/caption JSON).")]
-    public TrainingObjective Objective { get; set; }
+    // Nullable so that --help's example prints dpo, the enum's zero value, too; required, so set once parsed.
+    public TrainingObjective? Objective { get; set; }
 
     // The sample settings carry the train verb's TRL names, so a dry run takes the flags of the run it previews.
-    [Option("assistant_only_loss", Default = "false", HelpText = "sft: true = loss on assistant turns only; false = whole text but <image> tokens " +
-                                                                "(the stitched-model connector recipe; TRL's default).")]
-    public string AssistantOnlyLoss { get; set; } = "false";
+    [Option("assistant_only_loss", HelpText = "sft: true = loss on assistant turns only; false = whole text but <image> tokens " +
+                                             "(the stitched-model connector recipe; TRL's default) (default false).")]
+    public bool? AssistantOnlyLoss { get; set; }
 
-    [Option("max_length", HelpText = "Most tokens of a sample (dpo: prompt + a completion); completions are cut to fit, image tokens never.")]
+    [Option("max_length", HelpText = "Most tokens of a sample (dpo: prompt + a completion); completions are cut to fit, image tokens never (default: no limit).")]
     public int? MaxLength { get; set; }
 
-    [Option("max_prompt_length", HelpText = "dpo: most prompt tokens, image tokens included; a longer prompt is cut from the left unless that cuts image tokens.")]
+    [Option("max_prompt_length", HelpText = "dpo: most prompt tokens, image tokens included; a longer prompt is cut from the left unless that cuts image tokens (default: no limit).")]
     public int? MaxPromptLength { get; set; }
 
-    [Option("max_completion_length", HelpText = "dpo: most tokens of a completion (its eos included); longer ones are cut at the end.")]
+    [Option("max_completion_length", HelpText = "dpo: most tokens of a completion (its eos included); longer ones are cut at the end (default: no limit).")]
     public int? MaxCompletionLength { get; set; }
 
-    [Option("strict", HelpText = "Fail on the first bad row instead of skipping and counting it.")]
-    public bool Strict { get; set; }
+    [Option("strict", HelpText = "true: fail on the first bad row instead of skipping and counting it (default false).")]
+    public bool? Strict { get; set; }
 
-    [Option("dry-run", HelpText = "Read and count only (required: training is not part of this verb).")]
-    public bool DryRun { get; set; }
+    [Option("dry_run", HelpText = "true: read and count only; required, training is not part of this verb (default false).")]
+    public bool? DryRun { get; set; }
 
-    [Option("progress-every", Default = 1000, HelpText = "Report progress to stderr every N rows read (0: never).")]
-    public int ProgressEvery { get; set; }
+    [Option("progress_every", Default = 1000, HelpText = "Report progress to stderr every N rows read (0: never).")]
+    public int ProgressEvery { get; set; } = 1000;
 }
 
 /// <summary>
-/// nativevlm dataset --dry-run: what training would see of a dataset, with the same sample builder.
+/// nativevlm dataset --dry_run: what training would see of a dataset, with the same sample builder.
 /// Each skipped row is a warning on stderr naming its file and row; the counts go to stdout.
 /// </summary>
 public static class DatasetCommand
@@ -57,20 +68,15 @@ public static class DatasetCommand
 
     private static int DryRun(DatasetOptions options)
     {
-        if (!options.DryRun)
+        if (options.DryRun != true)
         {
-            throw new ArgumentException("dataset needs --dry-run: it reads and counts, it does not train");
+            throw new ArgumentException("dataset needs --dry_run: it reads and counts, it does not train");
         }
         if (options.ProgressEvery < 0)
         {
-            throw new ArgumentException("--progress-every must be 0 or more");
+            throw new ArgumentException("--progress_every must be 0 or more");
         }
-        SftLoss sftLoss = options.AssistantOnlyLoss switch
-        {
-            "true" => Batches.SftLoss.AssistantTurns,
-            "false" => Batches.SftLoss.WholeText,
-            string other => throw new ArgumentException($"--assistant_only_loss {other}: expected true or false"),
-        };
+        SftLoss sftLoss = options.AssistantOnlyLoss == true ? Batches.SftLoss.AssistantTurns : Batches.SftLoss.WholeText;
         if (options.Objective == TrainingObjective.Sft && (options.MaxPromptLength != null || options.MaxCompletionLength != null))
         {
             throw new ArgumentException("--max_prompt_length and --max_completion_length are DPO limits; sft has --max_length");
@@ -80,7 +86,7 @@ public static class DatasetCommand
         var builder = new SampleBuilder(processor, limits, sftLoss);
         List<string> data = options.Data.ToList();
 
-        Console.WriteLine($"model: {options.Model} (image_seq_len {processor.Prompt.ImageSeqLen}, {Idefics3Prompt.ImageToken} id {processor.ImageTokenId}, " +
+        Console.WriteLine($"model: {options.Model} (image_seq_len {processor.Prompt.ImageSeqLen}, {processor.Prompt.Tokens.Image} id {processor.ImageTokenId}, " +
             $"eos id {processor.EosTokenId}, pad id {processor.PadTokenId}, template {processor.Template.Name})");
         Console.WriteLine($"data: {string.Join(", ", data)}, split {options.Split}");
         string objective = options.Objective == TrainingObjective.Dpo
@@ -92,7 +98,7 @@ public static class DatasetCommand
                 : ""));
 
         var summary = new DatasetSummary();
-        BadRowPolicy policy = options.Strict
+        BadRowPolicy policy = options.Strict == true
             ? BadRowPolicy.Strict
             : BadRowPolicy.SkipAndWarn(bad => Console.Error.WriteLine($"warning: skipped {bad} ({DatasetSummary.Describe(bad.Reason)})"));
         var statistics = new SampleStatistics();

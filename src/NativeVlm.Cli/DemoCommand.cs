@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using CommandLine;
+using CommandLine.Text;
 using NativeVlm.Demo;
 using NativeVlm.Training;
 using NativeVlm.Training.Metrics;
@@ -11,17 +12,24 @@ namespace NativeVlm.Cli;
     "to name the shape's colour, and checks that held-out reward accuracy reaches 0.9.")]
 public sealed class DemoOptions
 {
-    [Option("output", Default = DemoRun.DefaultDirectory, HelpText = "Work folder: model/, dataset/ and output/ (adapter, metrics.jsonl, runs/, plot).")]
-    public string Output { get; set; } = DemoRun.DefaultDirectory;
+    [Usage(ApplicationAlias = "nativevlm")]
+    public static IEnumerable<Example> Examples =>
+    [
+        UsageExample.Of("The default run on the CPU", new DemoOptions()),
+        UsageExample.Of("On the first GPU, in another work folder", new DemoOptions { Device = "cuda", OutputDir = "/tmp/demo" }),
+    ];
+
+    [Option("output_dir", Default = DemoRun.DefaultDirectory, HelpText = "Work folder: model/, dataset/ and output/ (adapter, metrics.jsonl, runs/, plot).")]
+    public string OutputDir { get; set; } = DemoRun.DefaultDirectory;
 
     [Option("seed", Default = 0, HelpText = "Seed of the weights, the data and the training.")]
     public int Seed { get; set; }
 
-    [Option("device", Default = "cpu", HelpText = "cpu, cuda or cuda:N.")]
+    [Option("device", Default = "cpu", HelpText = DeviceOption.Help)]
     public string Device { get; set; } = "cpu";
 
-    [Option("steps", Default = DemoRun.DefaultSteps, HelpText = "Optimizer steps (fewer may end below the accuracy bar).")]
-    public long Steps { get; set; }
+    [Option("max_steps", Default = DemoRun.DefaultSteps, HelpText = "Optimizer steps (fewer may end below the accuracy bar).")]
+    public long MaxSteps { get; set; } = DemoRun.DefaultSteps;
 }
 
 /// <summary>
@@ -35,10 +43,10 @@ public static class DemoCommand
     public static int Run(DemoOptions options)
     {
         var clock = Stopwatch.StartNew();
-        var workspace = new DemoWorkspace(options.Output);
-        TrainingArguments args = DemoRun.Arguments(workspace, options.Seed, options.Steps);
+        var workspace = new DemoWorkspace(options.OutputDir);
+        TrainingArguments args = DemoRun.Arguments(workspace, options.Seed, options.MaxSteps);
         args.Device = options.Device;
-        args.Validate(); // A bad --device or --steps is reported before any file is written.
+        args.Validate(); // A bad --max_steps is reported before any file is written.
 
         DemoRun.PrepareAsync(workspace.Directory, options.Seed).GetAwaiter().GetResult();
         Console.WriteLine($"demo: model in {Path.GetFullPath(workspace.Snapshot)}, {DemoRun.TrainPairs} train and " +

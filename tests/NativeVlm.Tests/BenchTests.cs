@@ -4,8 +4,9 @@ using Xunit;
 namespace NativeVlm.Tests;
 
 /// <summary>
-/// nativevlm bench --dpo-step through the real console host, on a config small enough for the CPU (the
-/// SmolVLM configs of tools/configs take minutes here): the JSON it writes for tools/gpu_report.py.
+/// nativevlm bench through the real console host, on a config small enough for the CPU (the SmolVLM
+/// configs of tools/configs take minutes here): the forward, and --dpo_step with the JSON it writes for
+/// tools/gpu_report.py.
 /// </summary>
 public sealed class BenchTests : IDisposable
 {
@@ -30,7 +31,7 @@ public sealed class BenchTests : IDisposable
     {
         string config = Path.Combine(_dir, "config.json"), json = Path.Combine(_dir, "dpo-step.json");
         File.WriteAllText(config, TinyConfig);
-        (int exitCode, string output) = CliTests.RunHost(["bench", "--dpo-step", "--config", config, "--json", json,
+        (int exitCode, string output) = CliTests.RunHost(["bench", "--dpo_step", "--config", config, "--json", json,
             "--warmup", "1", "--steps", "2", .. extra]);
         Assert.True(exitCode == 0, output);
         Assert.Contains("pairs/s", output);
@@ -73,13 +74,30 @@ public sealed class BenchTests : IDisposable
     [Fact]
     public void Dpo_step_runs_dense_lora_with_gradient_checkpointing()
     {
-        JsonElement figures = RunDpoStep("--quant", "none", "--adapter", "lora", "--gradient-checkpointing");
+        // The kebab-case spellings and a bare boolean, as transformers' HfArgumentParser takes them.
+        JsonElement figures = RunDpoStep("--quant", "none", "--use-dora", "false", "--gradient-checkpointing");
 
         Assert.Equal("none", figures.GetProperty("quant").GetString());
         Assert.Equal("lora", figures.GetProperty("adapter").GetString());
         Assert.True(figures.GetProperty("gradient_checkpointing").GetBoolean());
         Assert.True(double.IsFinite(figures.GetProperty("last_loss").GetDouble()));
         Assert.True(figures.GetProperty("step_ms").GetDouble() > 0);
+    }
+
+    [Fact]
+    public void Forward_runs_on_nf4_base_weights_and_prints_its_times()
+    {
+        string config = Path.Combine(_dir, "config.json");
+        File.WriteAllText(config, TinyConfig);
+
+        (int exitCode, string output) = CliTests.RunHost("bench", "--config", config, "--text_tokens", "3", "--repeat", "2", "--quant", "nf4");
+
+        Assert.True(exitCode == 0, output);
+        Assert.Contains($"input: 1 tile 16×16 px (16 patches), {ImageSeqLen} image tokens + 3 text tokens", output);
+        Assert.Contains("NF4 base weights: ", output);
+        Assert.Matches(@"forward 1: \d+ ms", output);
+        Assert.Matches(@"forward 2: \d+ ms", output);
+        Assert.Contains("peak device memory: ", output);
     }
 
     [Fact]
@@ -91,6 +109,6 @@ public sealed class BenchTests : IDisposable
         (int exitCode, string output) = CliTests.RunHost("bench", "--config", config, "--json", Path.Combine(_dir, "x.json"));
 
         Assert.Equal(2, exitCode);
-        Assert.Contains("--dpo-step", output);
+        Assert.Contains("--dpo_step", output);
     }
 }

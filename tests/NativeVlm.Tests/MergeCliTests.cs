@@ -18,13 +18,13 @@ public class MergeCliTests
         string merged = output.Path("merged");
 
         (int exitCode, string log) = CliTests.RunHost("merge", "--model", Fixtures.Path(BaseModel),
-            "--adapter", Fixtures.Path(Adapter), "--output", merged);
+            "--adapter", Fixtures.Path(Adapter), "--output_dir", merged);
         Assert.True(exitCode == 0, log);
         Assert.Contains("DoRA adapter", log);
 
         (exitCode, log) = CliTests.RunHost("compare", "--model", merged,
             "--inputs", Fixtures.Path(BaseModel, "inputs.safetensors"),
-            "--expected", Fixtures.Path(Adapter, "dpo_outputs.safetensors"), "--expected-prefix", "merged.");
+            "--expected", Fixtures.Path(Adapter, "dpo_outputs.safetensors"), "--expected_prefix", "merged.");
         Assert.True(exitCode == 0, log);
         Assert.Contains("merged.next_token_logprobs", log);
         Assert.Matches(@"compare: [1-9]\d* passed, 0 failed", log);
@@ -61,7 +61,7 @@ public class MergeCliTests
         string merged = output.Path("merged");
 
         (int exitCode, string log) = CliTests.RunHost("merge", "--model", Fixtures.Path(BaseModel),
-            "--adapter", Fixtures.Path(Adapter), "--output", merged, "--quant", "nf4");
+            "--adapter", Fixtures.Path(Adapter), "--output_dir", merged, "--quant", "nf4");
         Assert.True(exitCode == 0, log);
         Assert.Contains("bytes saved", log);
 
@@ -82,7 +82,7 @@ public class MergeCliTests
     {
         using var output = new TempDirectory();
         File.WriteAllText(output.Path("keep.txt"), "");
-        string[] merge = ["merge", "--model", Fixtures.Path(BaseModel), "--adapter", Fixtures.Path(Adapter), "--output", output.Root];
+        string[] merge = ["merge", "--model", Fixtures.Path(BaseModel), "--adapter", Fixtures.Path(Adapter), "--output_dir", output.Root];
 
         (int exitCode, string log) = CliTests.RunHost(merge);
         Assert.Equal(2, exitCode);
@@ -103,7 +103,7 @@ public class MergeCliTests
         (int exitCode, string log) = CliTests.RunHost("compare", "--model", Fixtures.Path(BaseModel),
             "--inputs", Fixtures.Path(BaseModel, "inputs.safetensors"),
             "--expected", Fixtures.Path(BaseModel, "outputs.safetensors"), "--quant", "nf4",
-            "--rtol", "0.5", "--atol", "3", "--loss-atol", "0.1");
+            "--rtol", "0.5", "--atol", "3", "--loss_atol", "0.1");
 
         Assert.True(exitCode == 0, log);
         Assert.Contains("NF4 base weights: 27 Linear modules, 393,216 bytes in f32 → 78,552 bytes (314,664 bytes saved", log);

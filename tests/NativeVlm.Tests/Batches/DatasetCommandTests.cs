@@ -5,7 +5,7 @@ using static NativeVlm.Tests.Batches.TinySnapshot;
 
 namespace NativeVlm.Tests.Batches;
 
-/// <summary>nativevlm dataset --dry-run on a small rlaif-v-layout parquet file, as a user runs it.</summary>
+/// <summary>nativevlm dataset --dry_run on a small rlaif-v-layout parquet file, as a user runs it.</summary>
 [Trait("Category", Fixtures.Category)]
 public sealed class DatasetCommandTests : IDisposable
 {
@@ -38,7 +38,7 @@ public sealed class DatasetCommandTests : IDisposable
         string data = await WritePairsAsync();
 
         (int exitCode, string output) = CliTests.RunHost("dataset", "--model", _snapshot.Folder, "--data", data, "--objective", "dpo",
-            "--max_prompt_length", "60", "--dry-run");
+            "--max_prompt_length", "60", "--dry_run");
 
         Assert.True(exitCode == 0, output);
         Assert.Contains("rows read: 4\n", output);
@@ -56,7 +56,7 @@ public sealed class DatasetCommandTests : IDisposable
         string data = await WritePairsAsync();
 
         (int exitCode, string output) = CliTests.RunHost("dataset", "--model", _snapshot.Folder, "--data", data, "--objective", "dpo",
-            "--strict", "--dry-run");
+            "--strict", "--dry_run");
 
         Assert.Equal(2, exitCode);
         Assert.EndsWith($"nativevlm: {data}: row 2: images[0] (x.png): not a PNG, JPEG or WebP file\n", output);
@@ -68,6 +68,6 @@ public sealed class DatasetCommandTests : IDisposable
         (int exitCode, string output) = CliTests.RunHost("dataset", "--model", _snapshot.Folder, "--data", "x.parquet", "--objective", "sft");
 
         Assert.Equal(2, exitCode);
-        Assert.Equal("nativevlm: dataset needs --dry-run: it reads and counts, it does not train\n", output);
+        Assert.Equal("nativevlm: dataset needs --dry_run: it reads and counts, it does not train\n", output);
     }
 }
