@@ -12,7 +12,9 @@
 #   bench       build/gpu/nvlm_bench_ops --device cuda --json $OUT/bench.json
 #   aot-*       when build/aot/nativevlm exists (a NativeAOT host carried from the CPU machine), with
 #               NVLM_NATIVE_LIB=build/gpu/libnvlm.so: compare against transformers on
-#               tests/fixtures/tiny-idefics3 (without and with the DoRA adapter), a 256M forward bench, and
+#               tests/fixtures/tiny-idefics3 (without and with the DoRA and the LoRA adapter), tiny-qwen3-smvl
+#               and the stitched model of stitch-sources, KV-cached greedy generation of both generate-greedy
+#               fixtures (tokens equal to transformers'), a 256M forward bench, and
 #               per config of tools/configs (SmolVLM-256M-Instruct, SmolVLM-Instruct) NativeVlm's own DPO step
 #               (bench --dpo_step: NF4 + DoRA r8, one 4×4-tiled image, 200 completion tokens) into
 #               $OUT/dpo-step-<config>.json, and the embedded DPO demo trained on the GPU (`demo --device cuda`)
@@ -161,11 +163,42 @@ elif [[ ! -f $BUILD/libnvlm.so ]]; then
   failures=$((failures + 1))
 else
   host=(env "NVLM_NATIVE_LIB=$BUILD/libnvlm.so" "$AOT_HOST")
+  # python3 -c "$check_generate" HOST MODEL FIXTURE: runs `generate --device cuda --inputs FIXTURE/inputs.safetensors
+  # --case batch` and compares the "row i: ids" lines with FIXTURE/generate.json; exit 1 on any difference.
+  check_generate='
+import json, re, subprocess, sys
+host, model, fixture = sys.argv[1:4]
+expected = json.load(open(fixture + "/generate.json"))
+steps = expected["generate_kwargs"]["max_new_tokens"]
+run = subprocess.run([host, "generate", "--device", "cuda", "--model", model, "--inputs", fixture + "/inputs.safetensors",
+                      "--case", "batch", "--max_new_tokens", str(steps)], capture_output=True, text=True)
+print(run.stdout + run.stderr)
+rows = {int(i): [int(t) for t in ids.split()] for i, ids in re.findall(r"^row (\d+): ([\d ]+)$", run.stdout, re.M)}
+want = {i: expected["generated_ids"]["single.%d" % i] for i in range(len(expected["prompts"]))}
+differ = [i for i in want if rows.get(i) != want[i]]
+print("generate on cuda: %d of %d rows equal transformers greedy tokens%s" % (len(want) - len(differ), len(want),
+      "; rows that differ: %s" % differ if differ else ""))
+sys.exit(run.returncode or (1 if differ else 0))
+'
   run_stage aot-compare 120 aot-compare.log "${host[@]}" compare --device cuda --model "$fixtures/tiny-idefics3" \
     --inputs "$fixtures/tiny-idefics3/inputs.safetensors" --expected "$fixtures/tiny-idefics3/outputs.safetensors"
   run_stage aot-compare-dora 120 aot-compare-dora.log "${host[@]}" compare --device cuda \
     --model "$fixtures/tiny-idefics3" --adapter "$fixtures/tiny-idefics3-dora" \
     --inputs "$fixtures/tiny-idefics3/inputs.safetensors" --expected "$fixtures/tiny-idefics3-dora/dpo_outputs.safetensors"
+  run_stage aot-compare-lora 120 aot-compare-lora.log "${host[@]}" compare --device cuda \
+    --model "$fixtures/tiny-idefics3" --adapter "$fixtures/tiny-idefics3-lora" \
+    --inputs "$fixtures/tiny-idefics3/inputs.safetensors" --expected "$fixtures/tiny-idefics3-lora/dpo_outputs.safetensors"
+  run_stage aot-compare-qwen3 120 aot-compare-qwen3.log "${host[@]}" compare --device cuda --model "$fixtures/tiny-qwen3-smvl" \
+    --inputs "$fixtures/tiny-qwen3-smvl/inputs.safetensors" --expected "$fixtures/tiny-qwen3-smvl/outputs.safetensors"
+  run_stage aot-compare-stitched 120 aot-compare-stitched.log "${host[@]}" compare --device cuda \
+    --model "$fixtures/stitch-sources/stitched" --inputs "$fixtures/stitch-sources/inputs.safetensors" \
+    --expected "$fixtures/stitch-sources/outputs.safetensors"
+  # KV-cached greedy decoding of each generate fixture's left-padded batch: every row's tokens must be
+  # transformers' (generate.json's generated_ids of the single runs, which the batch rows equal).
+  for case in generate-greedy:tiny-idefics3 generate-greedy-qwen3:tiny-qwen3-smvl; do
+    run_stage "aot-${case%%:*}" 120 "aot-${case%%:*}.log" env "NVLM_NATIVE_LIB=$BUILD/libnvlm.so" python3 -c "$check_generate" \
+      "$AOT_HOST" "$fixtures/${case##*:}" "$fixtures/${case%%:*}"
+  done
   run_stage aot-bench 120 aot-bench.log "${host[@]}" bench --device cuda --config "$ROOT/tools/configs/smolvlm-256m-instruct.json"
   # The shapes of gpu_reference.py's transformers + peft step. SmolVLM-Instruct's timeout is the larger
   # because its 2.2 B random weights are drawn on the host first (build_s in the JSON).
