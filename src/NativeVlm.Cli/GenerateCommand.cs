@@ -213,6 +213,13 @@ public static class GenerateCommand
             EosTokenIds: eos,
             PadTokenId: defaults.ResolvePadTokenId(config, eos));
         settings.Validate();
+        // Greedy search adds no warper: as transformers does, say so rather than ignore the flags silently.
+        string[] unused = new[] { ("--temperature", options.Temperature != null), ("--top_k", options.TopK != null), ("--top_p", options.TopP != null) }
+            .Where(f => f.Item2 && !settings.DoSample).Select(f => f.Item1).ToArray();
+        if (unused.Length > 0)
+        {
+            Console.Error.WriteLine($"generate: warning: {string.Join(", ", unused)} only apply with --do_sample true; this run is greedy");
+        }
         return settings;
     }
 

@@ -16,16 +16,36 @@ public sealed class GenerateCliTests : IDisposable
     [Trait("Category", Fixtures.Category)]
     public void Token_ids_in_give_transformers_generated_ids_out()
     {
-        var fixture = new GenerateFixture("generate-greedy");
-        using SafeTensorsReader expected = SafeTensorsReader.Open(fixture.OutputsPath);
-        int[] ids = expected.ReadInt32("single.0.generated_ids");
-
-        (int exitCode, string output) = CliTests.RunHost("generate", "--model", fixture.ModelDir, "--inputs", fixture.InputsPath,
-            "--case", "prompt.0", "--max_new_tokens", ids.Length.ToString(), "--eos_token_id", fixture.NeverProducedEos.ToString());
+        (int exitCode, string output, int[] ids) = GeneratePromptZero();
 
         Assert.True(exitCode == 0, output);
         Assert.Contains($"row 0: {string.Join(" ", ids)}{Environment.NewLine}", output);
         Assert.Contains($"{ids.Length} new tokens, stop max_new_tokens", output);
+    }
+
+    [Fact]
+    [Trait("Category", Fixtures.Category)]
+    public void Sampling_flags_without_do_sample_are_named_in_a_warning_and_the_run_stays_greedy()
+    {
+        (int exitCode, string output, int[] ids) = GeneratePromptZero("--top_p", "0.5", "--temperature", "3");
+
+        Assert.True(exitCode == 0, output);
+        Assert.Contains("generate: warning: --temperature, --top_p only apply with --do_sample true; this run is greedy", output);
+        Assert.Contains($"row 0: {string.Join(" ", ids)}{Environment.NewLine}", output);
+    }
+
+    /// <summary>
+    /// generate on the generate-greedy fixture's prompt 0 for as many tokens as transformers generated, with
+    /// its never-produced eos, and <paramref name="flags"/>; returns the run and transformers' ids.
+    /// </summary>
+    private static (int ExitCode, string Output, int[] Ids) GeneratePromptZero(params string[] flags)
+    {
+        var fixture = new GenerateFixture("generate-greedy");
+        using SafeTensorsReader expected = SafeTensorsReader.Open(fixture.OutputsPath);
+        int[] ids = expected.ReadInt32("single.0.generated_ids");
+        (int exitCode, string output) = CliTests.RunHost(["generate", "--model", fixture.ModelDir, "--inputs", fixture.InputsPath,
+            "--case", "prompt.0", "--max_new_tokens", ids.Length.ToString(), "--eos_token_id", fixture.NeverProducedEos.ToString(), .. flags]);
+        return (exitCode, output, ids);
     }
 
     [Fact]
