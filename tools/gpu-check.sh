@@ -13,7 +13,8 @@
 #   aot-*       when build/aot/nativevlm exists (a NativeAOT host carried from the CPU machine), with
 #               NVLM_NATIVE_LIB=build/gpu/libnvlm.so: compare against transformers on
 #               tests/fixtures/tiny-idefics3 (without and with the DoRA and the LoRA adapter), tiny-qwen3-smvl
-#               and the stitched model of stitch-sources, KV-cached greedy generation of both generate-greedy
+#               and the stitched model of stitch-sources, the DPO step of each adapter fixture (compare
+#               --dpo_batch: log-probs, loss, rewards, adapter gradients), KV-cached greedy generation of both generate-greedy
 #               fixtures (tokens equal to transformers'), a 256M forward bench, and
 #               per config of tools/configs (SmolVLM-256M-Instruct, SmolVLM-Instruct) NativeVlm's own DPO step
 #               (bench --dpo_step: NF4 + DoRA r8, one 4×4-tiled image, 200 completion tokens) into
@@ -193,6 +194,15 @@ sys.exit(run.returncode or (1 if differ else 0))
   run_stage aot-compare-stitched 120 aot-compare-stitched.log "${host[@]}" compare --device cuda \
     --model "$fixtures/stitch-sources/stitched" --inputs "$fixtures/stitch-sources/inputs.safetensors" \
     --expected "$fixtures/stitch-sources/outputs.safetensors"
+  # One DPO step per adapter fixture (TRL's batch; policy = adapter on, reference = off): log-probs, the
+  # sigmoid loss, rewards and every adapter tensor's gradient against TRL's.
+  for adapter in lora dora dora-seedcfg; do
+    run_stage "aot-compare-dpo-$adapter" 120 "aot-compare-dpo-$adapter.log" "${host[@]}" compare --device cuda \
+      --model "$fixtures/tiny-idefics3" --adapter "$fixtures/tiny-idefics3-$adapter" \
+      --dpo_batch "$fixtures/tiny-idefics3-$adapter/dpo_batch.safetensors" \
+      --expected "$fixtures/tiny-idefics3-$adapter/dpo_outputs.safetensors" \
+      --expected_grads "$fixtures/tiny-idefics3-$adapter/grads.safetensors"
+  done
   # KV-cached greedy decoding of each generate fixture's left-padded batch: every row's tokens must be
   # transformers' (generate.json's generated_ids of the single runs, which the batch rows equal).
   for case in generate-greedy:tiny-idefics3 generate-greedy-qwen3:tiny-qwen3-smvl; do

@@ -6,6 +6,7 @@ using NativeVlm.Checks;
 using NativeVlm.Models;
 using NativeVlm.Quantization;
 using NativeVlm.Tensors;
+using NativeVlm.Training.Dpo;
 
 namespace NativeVlm.Cli;
 
@@ -25,16 +26,38 @@ public sealed class CompareOptions
             Model = "merged", Inputs = "tests/fixtures/tiny-idefics3/inputs.safetensors",
             Expected = "tests/fixtures/tiny-idefics3-dora/dpo_outputs.safetensors", ExpectedPrefix = "merged.",
         }),
+        UsageExample.Of("Check a DPO step (log-probs, loss, rewards, adapter gradients) against TRL's", new CompareOptions
+        {
+            Model = "tests/fixtures/tiny-idefics3", Adapter = "tests/fixtures/tiny-idefics3-lora",
+            DpoBatch = "tests/fixtures/tiny-idefics3-lora/dpo_batch.safetensors",
+            Expected = "tests/fixtures/tiny-idefics3-lora/dpo_outputs.safetensors",
+            ExpectedGrads = "tests/fixtures/tiny-idefics3-lora/grads.safetensors",
+        }),
     ];
 
     [Option("model", Required = true, HelpText = "Hugging Face snapshot folder (config.json + safetensors).")]
     public string Model { get; set; } = "";
 
-    [Option("inputs", Required = true, HelpText = "safetensors with input_ids, attention_mask, pixel_values, pixel_attention_mask[, labels, target_mask]; several cases under name prefixes (partial.input_ids, …).")]
-    public string Inputs { get; set; } = "";
+    [Option("inputs", HelpText = "safetensors with input_ids, attention_mask, pixel_values, pixel_attention_mask[, labels, target_mask]; several cases under name prefixes (partial.input_ids, …). This or --dpo_batch is required.")]
+    public string? Inputs { get; set; }
 
-    [Option("expected", Required = true, HelpText = "safetensors with reference outputs: vision.*, connector.image_hidden_states, text.hidden_states.N, logits, next_token_logprobs, loss.")]
+    [Option("dpo_batch", HelpText = "Instead of --inputs: a TRL preference batch (PreferenceCollator's output: prompt_/chosen_/rejected_input_ids and attention_mask, pixel_values, pixel_attention_mask; an adapter fixture's dpo_batch.safetensors) for one DPO step with --adapter on (policy) and off (reference), compared with --expected's policy_/reference_*_logps, policy_mean_*_logits and <loss_type>.losses/loss/chosen_rewards/rejected_rewards (default: none).")]
+    public string? DpoBatch { get; set; }
+
+    [Option("expected", Required = true, HelpText = "safetensors with reference outputs: vision.*, connector.image_hidden_states, text.hidden_states.N, logits, next_token_logprobs, loss; with --dpo_batch the DPO step's tensors.")]
     public string Expected { get; set; } = "";
+
+    [Option("expected_grads", HelpText = "With --dpo_batch: safetensors of the mean loss's gradient of every adapter tensor, named <adapter key>.grad (an adapter fixture's grads.safetensors) (default: gradients not compared).")]
+    public string? ExpectedGrads { get; set; }
+
+    [Option("loss_type", Default = "sigmoid", HelpText = "With --dpo_batch: the DPO loss (TRL's name: sigmoid, hinge, ipo, robust, exo_pair, nca_pair, bco_pair, sppo_hard, aot, aot_pair, apo_zero, apo_down, sft).")]
+    public string LossType { get; set; } = "sigmoid";
+
+    [Option("beta", Default = 0.1, HelpText = "With --dpo_batch: DPO's beta (TRL's default 0.1).")]
+    public double Beta { get; set; } = 0.1;
+
+    [Option("label_smoothing", Default = 0.0, HelpText = "With --dpo_batch: label smoothing of the sigmoid (cDPO) and robust losses, in [0, 0.5] (below 0.5 for robust).")]
+    public double LabelSmoothing { get; set; }
 
     [Option("adapter", HelpText = "PEFT LoRA/DoRA adapter folder (adapter_config.json, adapter_model.safetensors) to apply; the expected tensors compared are then those named adapter.* (logits, next_token_logprobs, loss) (default: none, the base model).")]
     public string? Adapter { get; set; }
@@ -67,6 +90,26 @@ public static class CompareCommand
         {
             throw new ArgumentException("--rtol, --atol and --loss_atol must be positive");
         }
+        if ((options.Inputs == null) == (options.DpoBatch == null))
+        {
+            throw new ArgumentException("give one of --inputs (a forward) and --dpo_batch (a DPO step)");
+        }
+        if (options.DpoBatch != null)
+        {
+            if (options.Adapter == null)
+            {
+                throw new ArgumentException("--dpo_batch needs --adapter: the policy is the model with the adapter on, the reference with it off");
+            }
+            if (options.ExpectedPrefix != null)
+            {
+                throw new ArgumentException("--expected_prefix applies to --inputs; a DPO step's tensors are named as TRL's (policy_chosen_logps, sigmoid.loss, …)");
+            }
+            DpoOptions(options).Validate();
+        }
+        else if (options.ExpectedGrads != null)
+        {
+            throw new ArgumentException("--expected_grads applies to --dpo_batch");
+        }
         var clock = Stopwatch.StartNew();
         using Context ctx = DeviceOption.Open(options.Device);
         using Idefics3Model model = Idefics3Model.Load(options.Model, ctx, options.Quant);
@@ -83,8 +126,11 @@ public static class CompareCommand
                 PeftParameterCounts.Of(model, adapters));
         }
 
-        ReferenceComparison.Result result = ReferenceComparison.Run(model, options.Inputs, options.Expected,
-            new ComparisonTolerances(options.Atol, options.Rtol, options.LossAtol), outputPrefix: options.ExpectedPrefix ?? (adapters == null ? "" : "adapter."));
+        var tolerances = new ComparisonTolerances(options.Atol, options.Rtol, options.LossAtol);
+        ReferenceComparison.Result result = options.DpoBatch != null
+            ? DpoComparison.Run(model, adapters!, options.DpoBatch, options.Expected, options.ExpectedGrads, DpoOptions(options), tolerances)
+            : ReferenceComparison.Run(model, options.Inputs!, options.Expected, tolerances,
+                outputPrefix: options.ExpectedPrefix ?? (adapters == null ? "" : "adapter."));
 
         int width = Math.Max(6, result.Compared.Max(c => c.Name.Length));
         Console.WriteLine($"{"tensor".PadRight(width)}  {"compared",9}  {"max abs err",11}  {"rel err",9}  result");
@@ -101,4 +147,12 @@ public static class CompareCommand
         Console.WriteLine($"compare: {result.Compared.Count - failed} passed, {failed} failed ({clock.Elapsed.TotalSeconds:F1} s)");
         return result.Passed ? 0 : 1;
     }
+
+    /// <summary>The DPO loss of --loss_type, --beta and --label_smoothing.</summary>
+    private static DpoLossOptions DpoOptions(CompareOptions options) => new()
+    {
+        LossTypes = [DpoLossTypes.Parse(options.LossType)],
+        Beta = options.Beta,
+        LabelSmoothing = options.LabelSmoothing,
+    };
 }

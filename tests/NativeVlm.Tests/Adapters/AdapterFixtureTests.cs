@@ -5,7 +5,6 @@ using NativeVlm.IO;
 using NativeVlm.Models;
 using NativeVlm.Nn;
 using NativeVlm.Tensors;
-using NativeVlm.Tests.Training.Dpo;
 using NativeVlm.Training.Dpo;
 using Xunit;
 using Xunit.Abstractions;
@@ -73,7 +72,7 @@ public class AdapterFixtureTests(ITestOutputHelper output)
     {
         using var m = new Adapted(fixture);
         List<Linear> adapted = m.Adapters.Adapters.Select(a => a.Module).ToList();
-        DpoBatch batch = FixtureDpoBatch.Read(Fixtures.Path(fixture, "dpo_batch.safetensors"));
+        DpoBatch batch = PreferenceBatchFile.Read(Fixtures.Path(fixture, "dpo_batch.safetensors"));
         using SafeTensorsReader expected = SafeTensorsReader.Open(Fixtures.Path(fixture, "dpo_outputs.safetensors"));
 
         m.Adapters.MergeAndUnload();

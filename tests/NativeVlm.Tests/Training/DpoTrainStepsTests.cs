@@ -1,10 +1,10 @@
 using System.Text.Json.Nodes;
 using NativeVlm.Adapters;
 using NativeVlm.Batches;
+using NativeVlm.Checks;
 using NativeVlm.IO;
 using NativeVlm.Models;
 using NativeVlm.Tensors;
-using NativeVlm.Tests.Training.Dpo;
 using NativeVlm.Training;
 using NativeVlm.Training.Dpo;
 using Xunit;
@@ -62,7 +62,7 @@ public sealed class DpoTrainStepsTests(ITestOutputHelper output)
         float[] microLoss = log.ReadFloat32("microbatch.loss");
         string batchesPath = Fixtures.Path(Name, "microbatches.safetensors");
         // The micro-batches in the order the run consumed them (train.json's micro_batch_pair_order).
-        List<DpoBatch> batches = Enumerable.Range(0, microLoss.Length).Select(i => FixtureDpoBatch.Read(batchesPath, $"microbatch.{i}.")).ToList();
+        List<DpoBatch> batches = Enumerable.Range(0, microLoss.Length).Select(i => PreferenceBatchFile.Read(batchesPath, $"microbatch.{i}.")).ToList();
         var data = new RecordedBatches<DpoBatch>(batches, args.PerDeviceTrainBatchSize);
 
         var dpo = new DpoObjective(model, adapters, new DpoLoss(new DpoLossOptions

@@ -1,5 +1,6 @@
 using NativeVlm.Adapters;
 using NativeVlm.Batches;
+using NativeVlm.Checks;
 using NativeVlm.IO;
 using NativeVlm.Models;
 using NativeVlm.Tensors;
@@ -44,7 +45,7 @@ public class DpoObjectiveFixtureTests(ITestOutputHelper output)
         using Context context = Context.Create(DeviceKind.Cpu);
         using Idefics3Model model = Idefics3Model.Load(Fixtures.Path("tiny-idefics3"), context);
         using LoraAdapterSet adapters = LoraAdapterSet.Load(model.Linears, Fixtures.Path(fixture));
-        DpoBatch batch = FixtureDpoBatch.Read(Fixtures.Path(fixture, "dpo_batch.safetensors"));
+        DpoBatch batch = PreferenceBatchFile.Read(Fixtures.Path(fixture, "dpo_batch.safetensors"));
         using SafeTensorsReader expected = SafeTensorsReader.Open(Fixtures.Path(fixture, "dpo_outputs.safetensors"));
         using SafeTensorsReader grads = SafeTensorsReader.Open(Fixtures.Path(fixture, "grads.safetensors"));
 
