@@ -22,6 +22,9 @@ public sealed class LoraAdapter : ILinearAdapter, IDisposable
 {
     private readonly LoraAdapterSet _set;
 
+    /// <summary>[out] ones, DoRA only: every forward adds them to g − 1, so they are uploaded once, not per call.</summary>
+    private readonly Tensor? _ones;
+
     internal LoraAdapter(LoraAdapterSet set, Linear module, int rank, float scaling, double dropout, Tensor a, Tensor b, Tensor? magnitude)
     {
         _set = set;
@@ -32,6 +35,7 @@ public sealed class LoraAdapter : ILinearAdapter, IDisposable
         A = a;
         B = b;
         Magnitude = magnitude;
+        _ones = magnitude == null ? null : Tensor.FromArray(a.Context, Enumerable.Repeat(1f, (int)module.OutFeatures).ToArray(), module.OutFeatures);
     }
 
     public Linear Module { get; }
@@ -72,17 +76,16 @@ public sealed class LoraAdapter : ILinearAdapter, IDisposable
         // DoRA through the fused op: y = base(x) + (g − 1)⊙(x'·Wᵀ) + g⊙s·B·A·x', g = m / ‖W + s·B·A‖ the op's
         // column scale. x'·Wᵀ is base(x) itself when x' = x and the module has no bias; otherwise (dropout,
         // or a bias that DoRA leaves unscaled) it is one more base projection of x' without the bias.
-        TensorScope scope = TensorScope.Current
+        _ = TensorScope.Current
             ?? throw new InvalidOperationException("a DoRA forward runs inside a TensorScope (or a Tape) that owns its tensors");
         // The detached norm and its reciprocal stay on the device, constants of the tape (the backward of
         // ScaleRows reads the reciprocal); W + s·B·A is never formed.
         (Tensor norm, Tensor? inverseNorm) = WeightNorm(Module.Weight, A, B, Scaling, withInverse: true);
         long outFeatures = Module.OutFeatures;
-        Tensor ones = scope.Own(Tensor.FromArray(A.Context, Enumerable.Repeat(1f, (int)outFeatures).ToArray(), outFeatures));
         // g = 1 + (m − ‖·‖) / ‖·‖ rather than m · (1 / ‖·‖): exactly 1 where m equals the norm (a fresh
         // adapter), as PEFT's m / ‖·‖ is, so that the adapter then leaves the output bit for bit unchanged.
         Tensor gMinusOne = RowOps.ScaleRows(Ops.Residual(Magnitude, Ops.Scale(norm, -1f)).Reshape(outFeatures, 1), inverseNorm!);
-        Tensor g = Ops.Residual(gMinusOne.Reshape(outFeatures), ones);
+        Tensor g = Ops.Residual(gMinusOne.Reshape(outFeatures), _ones!);
         Tensor baseWithoutBias = ReferenceEquals(input, x) && Module.Bias == null ? baseOutput : Module.Weight.Forward(input, null);
         return Ops.Lora(baseOutput, baseWithoutBias, input, A, B, g, Scaling);
     }
@@ -157,5 +160,6 @@ public sealed class LoraAdapter : ILinearAdapter, IDisposable
         A.Dispose();
         B.Dispose();
         Magnitude?.Dispose();
+        _ones?.Dispose();
     }
 }
