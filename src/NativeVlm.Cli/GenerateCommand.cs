@@ -163,7 +163,7 @@ public static class GenerateCommand
         var summary = new DatasetSummary();
         BadRowPolicy policy = BadRowPolicy.SkipAndWarn(bad => Console.Error.WriteLine($"warning: skipped {bad} ({DatasetSummary.Describe(bad.Reason)})"));
         int generated = GenerateSamplesAsync(model, prompts!, options, settings, policy, summary, log).GetAwaiter().GetResult();
-        Console.WriteLine($"generate: {generated} samples, {summary.RowsSkipped} rows skipped");
+        Console.WriteLine($"generate: {generated} sample{(generated == 1 ? "" : "s")} generated, {summary.RowsSkipped} row{(summary.RowsSkipped == 1 ? "" : "s")} skipped");
         return 0;
     }
 

@@ -88,7 +88,7 @@ public sealed class GenerateCliTests : IDisposable
             "--max_new_tokens", "3", "--do_sample", "--seed", "5", "--output", log);
 
         Assert.True(exitCode == 0, output);
-        Assert.Contains("generate: 2 samples, 0 rows skipped", output);
+        Assert.Contains("generate: 2 samples generated, 0 rows skipped", output);
         string[] lines = File.ReadAllLines(log);
         Assert.Equal(2, lines.Length);
         using JsonDocument second = JsonDocument.Parse(lines[1]);
