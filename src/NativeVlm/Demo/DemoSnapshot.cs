@@ -4,6 +4,7 @@ using NativeVlm.Batches;
 using NativeVlm.IO;
 using NativeVlm.Models;
 using NativeVlm.Nn;
+using NativeVlm.Text;
 using NativeVlm.Vision;
 
 namespace NativeVlm.Demo;
@@ -260,9 +261,9 @@ public static class DemoSnapshot
     private static JsonObject Tokenizer()
     {
         var vocabulary = new JsonObject();
-        foreach ((int b, char symbol) in ByteSymbols())
+        for (int b = 0; b < 256; b++)
         {
-            vocabulary[symbol.ToString()] = b;
+            vocabulary[ByteLevelAlphabet.Symbol((byte)b).ToString()] = b;
         }
         var added = new JsonArray();
         foreach (string token in AddedTokens)
@@ -291,16 +292,5 @@ public static class DemoSnapshot
                 ["merges"] = new JsonArray(),
             },
         };
-    }
-
-    /// <summary>GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the others for 256 + n.</summary>
-    private static IEnumerable<(int Byte, char Symbol)> ByteSymbols()
-    {
-        int next = 256;
-        for (int b = 0; b < 256; b++)
-        {
-            bool printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF;
-            yield return (b, printable ? (char)b : (char)next++);
-        }
     }
 }

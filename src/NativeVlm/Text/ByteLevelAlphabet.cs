@@ -26,6 +26,9 @@ internal static class ByteLevelAlphabet
         return table;
     }
 
+    /// <summary>The character that stands for byte <paramref name="b"/> (a byte-level vocabulary's entry for it).</summary>
+    public static char Symbol(byte b) => ByteToChar[b];
+
     /// <summary>The UTF-8 bytes of <paramref name="text"/>, one alphabet character each.</summary>
     public static string Encode(string text)
     {

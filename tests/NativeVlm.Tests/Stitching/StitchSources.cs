@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using NativeVlm.Batches;
 using NativeVlm.IO;
 using NativeVlm.Models;
+using NativeVlm.Text;
 using NativeVlm.Vision;
 
 namespace NativeVlm.Tests.Stitching;
@@ -115,10 +116,10 @@ internal sealed class StitchSources : IDisposable
         IReadOnlyDictionary<string, int> reserved = ReservedTokens;
         int firstReserved = reserved.Values.Min(), lastReserved = reserved.Values.Max();
         var vocabulary = new JsonObject();
-        List<char> symbols = ByteSymbols().Select(s => s.Symbol).ToList();
+        char Symbol(int b) => ByteLevelAlphabet.Symbol((byte)b);
         for (int id = 0; id < firstReserved; id++)
         {
-            vocabulary[id < symbols.Count ? symbols[id].ToString() : $"{symbols['a']}{symbols['a' + id - symbols.Count]}"] = id;
+            vocabulary[id < 256 ? Symbol(id).ToString() : $"{Symbol('a')}{Symbol('a' + id - 256)}"] = id;
         }
         Dictionary<int, string> byId = reserved.ToDictionary(t => t.Value, t => t.Key);
         var added = new JsonArray();
@@ -155,17 +156,6 @@ internal sealed class StitchSources : IDisposable
             ["tokenizer_class"] = "Qwen2Tokenizer",
             ["chat_template"] = "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}{%- endfor %}",
         }.ToJsonString(Unescaped));
-    }
-
-    /// <summary>GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the others for 256 + n.</summary>
-    private static IEnumerable<(int Byte, char Symbol)> ByteSymbols()
-    {
-        int next = 256;
-        for (int b = 0; b < 256; b++)
-        {
-            bool printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF;
-            yield return (b, printable ? (char)b : (char)next++);
-        }
     }
 
     public void Dispose() => _dir.Dispose();
