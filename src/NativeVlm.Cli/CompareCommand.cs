@@ -112,19 +112,8 @@ public static class CompareCommand
         }
         var clock = Stopwatch.StartNew();
         using Context ctx = DeviceOption.Open(options.Device);
-        using Idefics3Model model = Idefics3Model.Load(options.Model, ctx, options.Quant);
-        Console.WriteLine($"loaded {options.Model} ({Idefics3Model.ParameterCount(model.Config):N0} parameters, " +
-            $"text {model.Config.Text.ModelType}) in {clock.Elapsed.TotalSeconds:F1} s");
-        if (model.Quantization != null)
-        {
-            Console.WriteLine(model.Quantization);
-        }
-        using LoraAdapterSet? adapters = options.Adapter == null ? null : LoraAdapterSet.Load(model.Linears, options.Adapter);
-        if (adapters != null)
-        {
-            Console.WriteLine($"adapter {options.Adapter}: {(adapters.Config.UseDora ? "DoRA" : "LoRA")} on {adapters.Adapters.Count} modules; " +
-                PeftParameterCounts.Of(model, adapters));
-        }
+        using Idefics3Model model = ModelLoading.Model(options.Model, ctx, options.Quant);
+        using LoraAdapterSet? adapters = ModelLoading.Adapter(model, options.Adapter);
 
         var tolerances = new ComparisonTolerances(options.Atol, options.Rtol, options.LossAtol);
         ReferenceComparison.Result result = options.DpoBatch != null

@@ -131,20 +131,9 @@ public static class GenerateCommand
         // Images are read before the weights, so that a bad one is reported at once.
         GenerationPrompt? single = options.Prompt != null ? prompts!.FromImageFiles(images, options.Prompt) : null;
 
-        var clock = Stopwatch.StartNew();
         using Context ctx = DeviceOption.Open(options.Device);
-        using Idefics3Model model = Idefics3Model.Load(options.Model, ctx, options.Quant);
-        Console.WriteLine($"loaded {options.Model} ({Idefics3Model.ParameterCount(model.Config):N0} parameters, text {model.Config.Text.ModelType}) " +
-            $"in {clock.Elapsed.TotalSeconds:F1} s");
-        if (model.Quantization != null)
-        {
-            Console.WriteLine(model.Quantization);
-        }
-        using LoraAdapterSet? adapters = options.Adapter == null ? null : LoraAdapterSet.Load(model.Linears, options.Adapter);
-        if (adapters != null)
-        {
-            Console.WriteLine($"adapter {options.Adapter}: {(adapters.Config.UseDora ? "DoRA" : "LoRA")} on {adapters.Adapters.Count} modules");
-        }
+        using Idefics3Model model = ModelLoading.Model(options.Model, ctx, options.Quant);
+        using LoraAdapterSet? adapters = ModelLoading.Adapter(model, options.Adapter);
         Console.WriteLine((settings.DoSample
             ? $"sampling: temperature {settings.Temperature}, top_k {settings.TopK}, top_p {settings.TopP}, seed {settings.Seed}"
             : "greedy") + $"; max_new_tokens {settings.MaxNewTokens}, eos ids [{string.Join(", ", settings.EosTokenIds)}]");
