@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or a meaning below changes; the C# side refuses a mismatch. */
-#define NVLM_ABI_VERSION 6
+#define NVLM_ABI_VERSION 7
 
 typedef enum nvlm_status {
     NVLM_OK = 0,
@@ -61,6 +61,17 @@ typedef enum nvlm_dtype {
     NVLM_U8 = 2,
     NVLM_I32 = 3
 } nvlm_dtype;
+
+/* How a context's dense products and attention treat their f32 operands (storage stays f32):
+ *   F32   fp32 operands, fp32 accumulation: the precision of every CPU twin (the default);
+ *   BF16  the operands of matmul, linear and attention are rounded to bf16 (nearest even) and
+ *         the products accumulate in fp32, as torch's bf16 autocast computes them; on CUDA this
+ *         puts them on the tensor cores. Attention's probabilities (and in backward its score
+ *         gradients) may be rounded to bf16 as well before they multiply V (or K, Q). */
+typedef enum nvlm_math_mode {
+    NVLM_MATH_F32 = 0,
+    NVLM_MATH_BF16 = 1
+} nvlm_math_mode;
 
 typedef struct nvlm_context nvlm_context; /* device kind, stream, caching allocator */
 typedef struct nvlm_buffer nvlm_buffer;   /* bytes owned by one context's allocator */
@@ -91,6 +102,9 @@ NVLM_API nvlm_status nvlm_context_destroy(nvlm_context* ctx);
 NVLM_API nvlm_status nvlm_context_synchronize(nvlm_context* ctx);
 NVLM_API nvlm_status nvlm_context_memory_stats(nvlm_context* ctx, nvlm_memory_stats* stats);
 NVLM_API nvlm_status nvlm_context_reset_peak(nvlm_context* ctx);
+/* The math mode of the ops queued after the call (nvlm_math_mode; a new context is F32). */
+NVLM_API nvlm_status nvlm_context_set_math_mode(nvlm_context* ctx, int32_t mode);
+NVLM_API nvlm_status nvlm_context_math_mode(nvlm_context* ctx, int32_t* mode);
 /* Named ranges for profilers (NVTX on CUDA, shown by Nsight Systems; nothing on CPU), nested per
  * context: the C# graph opens one per layer and per op. name is copied. */
 NVLM_API nvlm_status nvlm_range_push(nvlm_context* ctx, const char* name);

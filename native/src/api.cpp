@@ -113,6 +113,25 @@ NVLM_API nvlm_status nvlm_context_reset_peak(nvlm_context* ctx) {
     });
 }
 
+NVLM_API nvlm_status nvlm_context_set_math_mode(nvlm_context* ctx, int32_t mode) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        if (mode != NVLM_MATH_F32 && mode != NVLM_MATH_BF16)
+            return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: mode = %d is not an nvlm_math_mode", fn, mode);
+        ctx->backend->math_mode = static_cast<nvlm_math_mode>(mode);
+        return NVLM_OK;
+    });
+}
+
+NVLM_API nvlm_status nvlm_context_math_mode(nvlm_context* ctx, int32_t* mode) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        if (mode == nullptr) return fail(NVLM_ERR_INVALID_ARGUMENT, "%s: mode is null", fn);
+        *mode = ctx->backend->math_mode;
+        return NVLM_OK;
+    });
+}
+
 NVLM_API nvlm_status nvlm_range_push(nvlm_context* ctx, const char* name) {
     return guarded(__func__, [&](const char* fn) {
         NVLM_TRY(check_context(fn, ctx));

@@ -29,6 +29,9 @@ public:
     // "CPU" or "CUDA", for messages.
     virtual const char* name() const = 0;
 
+    // nvlm_context_set_math_mode's setting, read by matmul, linear and attention when they run.
+    nvlm_math_mode math_mode = NVLM_MATH_F32;
+
     // ---- memory (nbytes > 0; the caching allocator sits above alloc/release) ----
     virtual nvlm_status alloc(size_t nbytes, void** ptr) = 0;
     virtual void release(void* ptr) = 0;

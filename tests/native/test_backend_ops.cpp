@@ -172,6 +172,7 @@ nvlm_buffer* maybe(const Buffers& buffers, int index) { return index < 0 ? nullp
 struct Case {
     std::vector<Tensor> tensors;
     std::function<nvlm_status(nvlm_context*, const Buffers&)> call;  // buffers[i] holds tensors[i]
+    int32_t math = NVLM_MATH_F32;  // the contexts' math mode during the call (nvlm_math_mode)
 
     template <class T>
     int input(const std::string& name, nvlm_dtype dtype, const std::vector<T>& values) {
@@ -238,8 +239,12 @@ Run run_case(nvlm_context* ctx, const Case& c) {
         status = nvlm_buffer_upload(buffers[i], 0, t.init.empty() ? poison.data() : t.init.data(), nbytes);
         if (status != NVLM_OK) return fail("nvlm_buffer_upload", status);
     }
-    nvlm_status status = c.call(ctx, buffers);
+    nvlm_status status = nvlm_context_set_math_mode(ctx, c.math);
+    if (status != NVLM_OK) return fail("nvlm_context_set_math_mode", status);
+    status = c.call(ctx, buffers);
+    const nvlm_status reset = nvlm_context_set_math_mode(ctx, NVLM_MATH_F32);
     if (status != NVLM_OK) return fail("the op", status);
+    if (reset != NVLM_OK) return fail("nvlm_context_set_math_mode", reset);
     status = nvlm_context_synchronize(ctx);
     if (status != NVLM_OK) return fail("nvlm_context_synchronize", status);
     run.results.resize(c.tensors.size());

@@ -239,8 +239,9 @@ struct Dim {
 struct Bench {
     std::string op;           // the nvlm.h name without nvlm_
     std::vector<Dim> dims;    // the sizes it is called with
-    std::string variant;      // what the sizes do not say (dtypes, transposes), or ""
+    std::string variant;      // what the sizes do not say (dtypes, transposes, "math=bf16"), or ""
     std::function<Work(Buffers&)> prepare;  // allocates and fills the inputs
+    int32_t math = NVLM_MATH_F32;           // the context's nvlm_math_mode while it runs
 
     std::string shape() const {
         std::string text;
@@ -985,6 +986,7 @@ Result run_bench(nvlm_context* ctx, const Bench& bench, const Options& options) 
     result.shape = bench.shape();
     result.dims = bench.dims;
     try {
+        check(nvlm_context_set_math_mode(ctx, bench.math), "nvlm_context_set_math_mode");
         Buffers buffers(ctx);
         const Work work = bench.prepare(buffers);
         for (int i = 0; i < options.warmup; ++i) time_calls(ctx, bench, work, 1);

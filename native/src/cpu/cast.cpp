@@ -1,31 +1,15 @@
 /*
- * dtype casts of n elements: f32 → bf16 rounds to nearest even (a NaN becomes the quiet NaN
- * 0x7FC0 with its sign), bf16 → f32 is exact (the bf16 bits are the f32's upper half), and a
- * cast to the same dtype is a copy.
+ * dtype casts of n elements: f32 → bf16 and bf16 → f32 as bf16.h rounds them, and a cast to the
+ * same dtype is a copy.
  */
 #include <cstring>
 
+#include "bf16.h"
 #include "ops.h"
 
 namespace nvlm::cpu {
 
 namespace {
-
-uint16_t f32_to_bf16(float value) {
-    uint32_t bits;
-    std::memcpy(&bits, &value, sizeof bits);
-    const uint32_t sign = (bits >> 16) & 0x8000u;
-    if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>(sign | 0x7FC0u);
-    const uint32_t rounding_bias = 0x7FFFu + ((bits >> 16) & 1u);
-    return static_cast<uint16_t>((bits + rounding_bias) >> 16);
-}
-
-float bf16_to_f32(uint16_t value) {
-    const uint32_t bits = static_cast<uint32_t>(value) << 16;
-    float result;
-    std::memcpy(&result, &bits, sizeof result);
-    return result;
-}
 
 size_t dtype_size(nvlm_dtype dtype) {
     switch (dtype) {

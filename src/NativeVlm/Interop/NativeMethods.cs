@@ -203,7 +203,7 @@ public struct MemoryStats
 internal static class Native
 {
     /// <summary>The NVLM_ABI_VERSION this assembly was written against.</summary>
-    internal const int AbiVersion = 6;
+    internal const int AbiVersion = 7;
 
     private static readonly Lazy<int> LoadedAbi = new(NativeMethods.nvlm_abi_version);
 
