@@ -18,7 +18,8 @@
 #               fixtures (tokens equal to transformers'), a 256M forward bench, and
 #               per config of tools/configs (SmolVLM-256M-Instruct, SmolVLM-Instruct) NativeVlm's own DPO step
 #               (bench --dpo_step: NF4 + DoRA r8, one 4×4-tiled image, 200 completion tokens) into
-#               $OUT/dpo-step-<config>.json, and the embedded DPO demo trained on the GPU (`demo --device cuda`)
+#               $OUT/dpo-step-<config>.json, and with --bf16 into dpo-step-<config>-bf16.json, and the embedded
+#               DPO demo trained on the GPU (`demo --device cuda`, then again with --bf16)
 #   reference   tools/gpu_reference.py: cuBLAS bf16 and copy ceilings, PyTorch SDPA, transformers + peft DPO step
 #   report      tools/gpu_report.py: $OUT/gpu-check.md, printed compact to stdout at the end
 # --no-X skips a stage (--no-dpo leaves out the DPO steps, the host's and the reference's); --time-limit S (default
@@ -212,18 +213,22 @@ sys.exit(run.returncode or (1 if differ else 0))
   run_stage aot-bench 120 aot-bench.log "${host[@]}" bench --device cuda --config "$ROOT/tools/configs/smolvlm-256m-instruct.json"
   # The shapes of gpu_reference.py's transformers + peft step. SmolVLM-Instruct's timeout is the larger
   # because its 2.2 B random weights are drawn on the host first (build_s in the JSON).
+  # Each in fp32 math and in bf16 math (--bf16: dense products and attention on the tensor cores).
   for model in smolvlm-256m-instruct:120 smolvlm-instruct:240; do
     config=${model%%:*}
-    if (( run_dpo )); then
-      run_stage "aot-dpo-step-$config" "${model##*:}" "aot-dpo-step-$config.log" "${host[@]}" bench --device cuda --dpo_step \
-        --config "$ROOT/tools/configs/$config.json" --json "$OUT/dpo-step-$config.json"
-    else
-      skip "aot-dpo-step-$config" "--no-dpo"
-    fi
+    for math in "" -bf16; do
+      if (( run_dpo )); then
+        run_stage "aot-dpo-step-$config$math" "${model##*:}" "aot-dpo-step-$config$math.log" "${host[@]}" bench --device cuda \
+          --dpo_step ${math:+--bf16} --config "$ROOT/tools/configs/$config.json" --json "$OUT/dpo-step-$config$math.json"
+      else
+        skip "aot-dpo-step-$config$math" "--no-dpo"
+      fi
+    done
   done
   # The whole training path on the GPU: the embedded DPO demo (tiny model, 64 steps), which exits 0 only
   # when held-out reward accuracy reaches 0.9. Its files stay in build/gpu-demo, out of $OUT.
   run_stage aot-demo 120 aot-demo.log "${host[@]}" demo --device cuda --output_dir "$ROOT/build/gpu-demo"
+  run_stage aot-demo-bf16 120 aot-demo-bf16.log "${host[@]}" demo --device cuda --bf16 --output_dir "$ROOT/build/gpu-demo-bf16"
 fi
 
 # ---- PyTorch on the same GPU ---------------------------------------------------------------------

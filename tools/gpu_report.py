@@ -316,13 +316,15 @@ def dpo_section(reference, dpo_steps):
             notes.append(f"{config}: {problem}")
             continue
         ms = ours.get("step_ms")
-        compared = theirs_ms is not None and config == theirs_config
+        # dpo-step-<config>-bf16.json is the same config's step in bf16 math: compared with the same reference.
+        compared = theirs_ms is not None and config.removesuffix("-bf16") == theirs_config
         if compared:
             for key in ("sequence_tokens", "image_tokens", "completion_tokens", "batch"):
                 if ours.get(key) != dpo.get(key):
                     notes.append(f"{config}: {key} {ours.get(key)} here, {dpo.get(key)} in transformers + peft: not like for like")
         settings = (f"{'NF4' if ours.get('quant') == 'nf4' else 'f32'} base, {ADAPTER_NAMES.get(ours.get('adapter'), ours.get('adapter'))} "
-                    f"r{ours.get('lora_r')}" + (", grad. ckpt" if ours.get("gradient_checkpointing") else ""))
+                    f"r{ours.get('lora_r')}" + (", grad. ckpt" if ours.get("gradient_checkpointing") else "")
+                    + (", bf16 math" if ours.get("bf16") else ", fp32 math"))
         rows.append((config, settings, f"{ours.get('sequence_tokens')} × {ours.get('batch')}",
                      f"{ms:.0f}" if ms is not None else "", f"{ours.get('pairs_per_s', 0):.2f}",
                      f"{ours.get('tokens_per_s', 0):,.0f}", gib(ours.get("peak_device_memory_bytes")),

@@ -71,6 +71,9 @@ public sealed class BenchOptions
 
     [Option("json", HelpText = "DPO step: also write the figures to this JSON file (default: none).")]
     public string? Json { get; set; }
+
+    [Option("bf16", HelpText = DeviceOption.Bf16Help)]
+    public bool? Bf16 { get; set; }
 }
 
 /// <summary>
@@ -96,12 +99,13 @@ public static class BenchCommand
             throw new ArgumentException("--text_tokens must be ≥ 0 and --repeat positive");
         }
         Idefics3Config config = LoadConfig(options.Config);
-        using Context ctx = DeviceOption.Open(options.Device);
+        using Context ctx = DeviceOption.Open(options.Device, options.Bf16);
 
         var clock = Stopwatch.StartNew();
         using Idefics3Model model = Idefics3Model.Load(Weights.Random(ctx, seed: 0), config);
         long parameters = model.Parameters.Sum(p => p.ElementCount);
-        Console.WriteLine($"model: {parameters:N0} parameters (random), built in {clock.Elapsed.TotalSeconds:F1} s on {ctx}");
+        Console.WriteLine($"model: {parameters:N0} parameters (random), built in {clock.Elapsed.TotalSeconds:F1} s on {ctx}" +
+            (ctx.MathMode == MathMode.Bf16 ? " (bf16 math)" : ""));
         QuantizationReport? quantization = options.Quant == BaseWeightQuantization.Nf4 ? model.QuantizeLinears() : null;
         if (quantization != null)
         {
@@ -206,7 +210,7 @@ public static partial class DpoStepBench
             throw new ArgumentException("--lora_r, --image_split, --completion_tokens and --steps must be positive, --warmup ≥ 0");
         }
         Idefics3Config config = BenchCommand.LoadConfig(options.Config);
-        using Context ctx = DeviceOption.Open(options.Device);
+        using Context ctx = DeviceOption.Open(options.Device, options.Bf16);
 
         var clock = Stopwatch.StartNew();
         using Idefics3Model model = Idefics3Model.Load(Weights.Random(ctx, seed: 0), config);
@@ -219,7 +223,7 @@ public static partial class DpoStepBench
         Tensor[] trainable = adapters.Parameters.ToArray();
         long trainableCount = trainable.Sum(p => p.ElementCount);
         double buildSeconds = clock.Elapsed.TotalSeconds;
-        string settings = $"base {(nf4 ? "NF4" : "f32")}, {(dora ? "DoRA" : "LoRA")} r={options.LoraR} alpha={options.LoraR} on {string.Join(",", TargetNames)}";
+        string settings = $"{(ctx.MathMode == MathMode.Bf16 ? "bf16 math, " : "")}base {(nf4 ? "NF4" : "f32")}, {(dora ? "DoRA" : "LoRA")} r={options.LoraR} alpha={options.LoraR} on {string.Join(",", TargetNames)}";
         Console.WriteLine($"model: {parameters:N0} parameters (random), {settings}: {adapters.Adapters.Count} adapters, " +
             $"{trainableCount:N0} trainable; built in {buildSeconds:F1} s on {ctx}" +
             (checkpointing ? "; gradient checkpointing" : ""));
@@ -290,6 +294,7 @@ public static partial class DpoStepBench
                 writer.WriteNumber("adapters", adapters.Adapters.Count);
                 writer.WriteNumber("trainable_params", trainableCount);
                 writer.WriteBoolean("gradient_checkpointing", checkpointing);
+                writer.WriteBoolean("bf16", ctx.MathMode == MathMode.Bf16);
                 writer.WriteNumber("beta", objective.Loss.Options.Beta);
                 writer.WriteNumber("pairs", batch.Batch);
                 writer.WriteNumber("batch", 2 * batch.Batch);

@@ -79,6 +79,9 @@ public sealed class CompareOptions
 
     [Option("device", Default = "cpu", HelpText = DeviceOption.Help)]
     public string Device { get; set; } = "cpu";
+
+    [Option("bf16", HelpText = DeviceOption.Bf16Help)]
+    public bool? Bf16 { get; set; }
 }
 
 /// <summary>nativevlm compare: exit 0 only when every comparable expected tensor passes.</summary>
@@ -111,7 +114,7 @@ public static class CompareCommand
             throw new ArgumentException("--expected_grads applies to --dpo_batch");
         }
         var clock = Stopwatch.StartNew();
-        using Context ctx = DeviceOption.Open(options.Device);
+        using Context ctx = DeviceOption.Open(options.Device, options.Bf16);
         using Idefics3Model model = ModelLoading.Model(options.Model, ctx, options.Quant);
         using LoraAdapterSet? adapters = ModelLoading.Adapter(model, options.Adapter);
 

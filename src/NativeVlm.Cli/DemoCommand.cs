@@ -28,6 +28,9 @@ public sealed class DemoOptions
     [Option("device", Default = "cpu", HelpText = DeviceOption.Help)]
     public string Device { get; set; } = "cpu";
 
+    [Option("bf16", HelpText = DeviceOption.Bf16Help)]
+    public bool? Bf16 { get; set; }
+
     [Option("max_steps", Default = DemoRun.DefaultSteps, HelpText = "Optimizer steps (fewer may end below the accuracy bar).")]
     public long MaxSteps { get; set; } = DemoRun.DefaultSteps;
 }
@@ -46,12 +49,14 @@ public static class DemoCommand
         var workspace = new DemoWorkspace(options.OutputDir);
         TrainingArguments args = DemoRun.Arguments(workspace, options.Seed, options.MaxSteps);
         args.Device = options.Device;
+        args.Bf16 = options.Bf16 == true;
         args.Validate(); // A bad --max_steps is reported before any file is written.
 
         DemoRun.PrepareAsync(workspace.Directory, options.Seed).GetAwaiter().GetResult();
         Console.WriteLine($"demo: model in {Path.GetFullPath(workspace.Snapshot)}, {DemoRun.TrainPairs} train and " +
             $"{DemoRun.TestPairs} held-out pairs in {Path.GetFullPath(workspace.Dataset)}");
-        Console.WriteLine($"demo: DPO, LoRA r {args.LoraR} on {string.Join(", ", args.LoraTargetModules)}, {args.MaxSteps} steps on {args.Device}");
+        Console.WriteLine($"demo: DPO, LoRA r {args.LoraR} on {string.Join(", ", args.LoraTargetModules)}, {args.MaxSteps} steps on {args.Device}" +
+            (args.Bf16 ? " in bf16 math" : ""));
 
         Directory.CreateDirectory(args.OutputDir);
         var history = new MetricsHistory();

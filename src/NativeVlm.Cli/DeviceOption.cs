@@ -30,9 +30,16 @@ public static class DeviceOption
         throw new ArgumentException($"--device {device}: expected cpu, cuda or cuda:N (N a device index, e.g. cuda:0)");
     }
 
-    public static Context Open(string device)
+    /// <summary>--bf16's help, the same on every verb that has the flag.</summary>
+    public const string Bf16Help = "true: bf16 mixed precision as transformers' bf16=True: matmuls, linears, the LM head and " +
+                                   "attention take bf16-rounded operands with fp32 accumulation (tensor cores on CUDA); storage stays f32 (default false).";
+
+    /// <summary>A context on the device, computing in bf16 mixed precision when <paramref name="bf16"/> (--bf16).</summary>
+    public static Context Open(string device, bool? bf16 = null)
     {
         (DeviceKind kind, int index) = Parse(device);
-        return Context.Create(kind, index);
+        Context context = Context.Create(kind, index);
+        context.MathMode = bf16 == true ? MathMode.Bf16 : MathMode.F32;
+        return context;
     }
 }

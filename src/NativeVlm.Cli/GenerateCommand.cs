@@ -97,6 +97,9 @@ public sealed class GenerateOptions
 
     [Option("device", Default = "cpu", HelpText = DeviceOption.Help)]
     public string Device { get; set; } = "cpu";
+
+    [Option("bf16", HelpText = DeviceOption.Bf16Help)]
+    public bool? Bf16 { get; set; }
 }
 
 /// <summary>
@@ -131,7 +134,7 @@ public static class GenerateCommand
         // Images are read before the weights, so that a bad one is reported at once.
         GenerationPrompt? single = options.Prompt != null ? prompts!.FromImageFiles(images, options.Prompt) : null;
 
-        using Context ctx = DeviceOption.Open(options.Device);
+        using Context ctx = DeviceOption.Open(options.Device, options.Bf16);
         using Idefics3Model model = ModelLoading.Model(options.Model, ctx, options.Quant);
         using LoraAdapterSet? adapters = ModelLoading.Adapter(model, options.Adapter);
         Console.WriteLine((settings.DoSample

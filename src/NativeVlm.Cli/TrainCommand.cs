@@ -78,6 +78,7 @@ public sealed class TrainOptions
     [Option("save_total_limit", HelpText = "Most checkpoints kept, oldest removed first (default: all).")] public string? SaveTotalLimit { get; set; }
     [Option("seed", HelpText = "Seed of the data order, adapter initialisation and dropout (default 42).")] public string? Seed { get; set; }
     [Option("gradient_checkpointing", HelpText = "true: recompute each encoder and decoder layer in the backward instead of keeping its activations (default false).")] public bool? GradientCheckpointing { get; set; }
+    [Option("bf16", HelpText = DeviceOption.Bf16Help)] public bool? Bf16 { get; set; }
     [Option("beta", HelpText = "DPO beta: the strength of the KL penalty towards the reference (default 0.1).")] public string? Beta { get; set; }
     [Option("loss_type", HelpText = "Comma-separated DPO losses (default sigmoid): sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard, aot, aot_pair, apo_zero, apo_down, sft.")] public string? LossType { get; set; }
     [Option("loss_weights", HelpText = "Comma-separated, one per loss_type (default: 1 each).")] public string? LossWeights { get; set; }
@@ -110,7 +111,7 @@ public sealed class TrainOptions
         ("max_steps", MaxSteps), ("lr_scheduler_type", LrSchedulerType), ("warmup_ratio", WarmupRatio), ("warmup_steps", WarmupSteps),
         ("max_grad_norm", MaxGradNorm), ("adam_beta1", AdamBeta1), ("adam_beta2", AdamBeta2), ("adam_epsilon", AdamEpsilon),
         ("weight_decay", WeightDecay), ("logging_steps", LoggingSteps), ("eval_steps", EvalSteps), ("save_steps", SaveSteps),
-        ("save_total_limit", SaveTotalLimit), ("seed", Seed), ("gradient_checkpointing", Text(GradientCheckpointing)), ("beta", Beta),
+        ("save_total_limit", SaveTotalLimit), ("seed", Seed), ("gradient_checkpointing", Text(GradientCheckpointing)), ("bf16", Text(Bf16)), ("beta", Beta),
         ("loss_type", LossType), ("loss_weights", LossWeights), ("label_smoothing", LabelSmoothing), ("rpo_alpha", RpoAlpha),
         ("precompute_ref_log_probs", Text(PrecomputeRefLogProbs)), ("ref_log_probs_dir", RefLogProbsDir), ("max_length", MaxLength), ("max_prompt_length", MaxPromptLength),
         ("max_completion_length", MaxCompletionLength), ("assistant_only_loss", Text(AssistantOnlyLoss)), ("lora_r", LoraR),
@@ -166,7 +167,7 @@ public static class TrainCommand
 
         using TrainingSession session = TrainingSession.Open(options.Model, args);
         TrainedWeights weights = session.Weights;
-        Console.WriteLine($"model: {options.Model} ({args.Quant}, {args.Device}); training {weights.NamedParameters.Count} tensors, " +
+        Console.WriteLine($"model: {options.Model} ({args.Quant}, {args.Device}{(args.Bf16 ? ", bf16" : "")}); training {weights.NamedParameters.Count} tensors, " +
             $"{weights.Parameters.Sum(p => p.ElementCount):N0} parameters");
 
         if (options.Objective == TrainingObjective.Sft)

@@ -85,6 +85,16 @@ public sealed class BenchTests : IDisposable
     }
 
     [Fact]
+    public void Dpo_step_in_bf16_math_says_so_and_records_it()
+    {
+        JsonElement figures = RunDpoStep("--bf16");
+
+        Assert.True(figures.GetProperty("bf16").GetBoolean());
+        Assert.True(double.IsFinite(figures.GetProperty("last_loss").GetDouble()));
+        Assert.False(RunDpoStep().GetProperty("bf16").GetBoolean());
+    }
+
+    [Fact]
     public void Forward_runs_on_nf4_base_weights_and_prints_its_times()
     {
         string config = Path.Combine(_dir, "config.json");

@@ -23,6 +23,8 @@ internal static partial class NativeMethods
     [LibraryImport(Library)] internal static partial int nvlm_context_synchronize(ContextHandle ctx);
     [LibraryImport(Library)] internal static partial int nvlm_context_memory_stats(ContextHandle ctx, out MemoryStats stats);
     [LibraryImport(Library)] internal static partial int nvlm_context_reset_peak(ContextHandle ctx);
+    [LibraryImport(Library)] internal static partial int nvlm_context_set_math_mode(ContextHandle ctx, int mode);
+    [LibraryImport(Library)] internal static partial int nvlm_context_math_mode(ContextHandle ctx, out int mode);
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)] internal static partial int nvlm_range_push(ContextHandle ctx, string name);
     [LibraryImport(Library)] internal static partial int nvlm_range_pop(ContextHandle ctx);
 

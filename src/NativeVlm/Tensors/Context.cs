@@ -10,6 +10,18 @@ public enum DeviceKind
 }
 
 /// <summary>
+/// Numbered as nvlm_math_mode: how a context's dense products (matmul, linear, the LM head) and
+/// attention treat their f32 operands. Bf16 rounds them to bf16 and accumulates in fp32, as torch's
+/// bf16 autocast (HF's <c>bf16=True</c>) computes them; on CUDA that runs them on the tensor cores.
+/// Storage stays f32 in both.
+/// </summary>
+public enum MathMode
+{
+    F32 = 0,
+    Bf16 = 1,
+}
+
+/// <summary>
 /// One backend instance: a device, its stream and its caching allocator. Tensors belong to one
 /// context; a process may hold several (a CPU and a CUDA one side by side, as parity tests do).
 /// </summary>
@@ -68,6 +80,17 @@ public sealed class Context : IDisposable
             Native.Check(NativeMethods.nvlm_context_memory_stats(Handle, out MemoryStats stats));
             return stats;
         }
+    }
+
+    /// <summary>The math mode of the ops queued from now on; a new context computes in <see cref="MathMode.F32"/>.</summary>
+    public MathMode MathMode
+    {
+        get
+        {
+            Native.Check(NativeMethods.nvlm_context_math_mode(Handle, out int mode));
+            return (MathMode)mode;
+        }
+        set => Native.Check(NativeMethods.nvlm_context_set_math_mode(Handle, (int)value));
     }
 
     public void ResetPeakMemory() => Native.Check(NativeMethods.nvlm_context_reset_peak(Handle));

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using NativeVlm.Tensors;
 
 namespace NativeVlm.Training;
 
@@ -36,6 +37,12 @@ public sealed class TrainingArguments
     public int? SaveTotalLimit { get; set; }
     public int Seed { get; set; } = 42;
     public bool GradientCheckpointing { get; set; }
+    /// <summary>
+    /// transformers' bf16 mixed precision: matmuls, linears, the LM head and attention round their
+    /// operands to bf16 and accumulate in fp32 (<see cref="MathMode.Bf16"/>); weights, adapters,
+    /// gradients and optimiser states stay f32.
+    /// </summary>
+    public bool Bf16 { get; set; }
 
     // DPO (TRL DPOConfig)
     public double Beta { get; set; } = 0.1;
@@ -100,6 +107,7 @@ public sealed class TrainingArguments
         ["save_total_limit"] = (a, v) => a.SaveTotalLimit = OptionalInt(v),
         ["seed"] = (a, v) => a.Seed = Int(v),
         ["gradient_checkpointing"] = (a, v) => a.GradientCheckpointing = Bool(v),
+        ["bf16"] = (a, v) => a.Bf16 = Bool(v),
         ["beta"] = (a, v) => a.Beta = Number(v),
         ["loss_type"] = (a, v) => a.LossType = List(v),
         ["loss_weights"] = (a, v) => a.LossWeights = v.Length == 0 ? null : List(v).Select(Number).ToList(),
