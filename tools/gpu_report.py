@@ -213,8 +213,14 @@ def kernels_section(bench, problem, peak_tflops, copy_gbps):
     return f"{head}\n\n{basis}\n\n" + table(header, rows), f"{head}\n\n{basis}\n\n" + table(header, compact_rows)
 
 
-def bench_index(bench, op, names):
-    return {dims_key(e["dims"], names): e for e in (bench or []) if e.get("op") == op and "time_us" in e}
+def math_of(entry):
+    """The math mode a benchmark ran in: its shape ends in "math=bf16" for the BF16 mode (nvlm_math_mode)."""
+    return "bf16" if "math=bf16" in entry.get("shape", "") else "f32"
+
+
+def bench_index(bench, op, names, math="f32"):
+    return {dims_key(e["dims"], names): e for e in (bench or [])
+            if e.get("op") == op and "time_us" in e and math_of(e) == math}
 
 
 def nf4_section(bench, reference):
@@ -227,19 +233,20 @@ def nf4_section(bench, reference):
     nf4_forward = bench_index(bench, "nf4_linear_forward", names)
     nf4_backward = bench_index(bench, "nf4_linear_backward", names)
     dense_forward = bench_index(bench, "linear_forward", names)
+    dense_forward_bf16 = bench_index(bench, "linear_forward", names, math="bf16")
     rows = []
     for g in gemms:
         key = dims_key(g, names)
         cublas = g.get("time_us")
         cells = []
-        for index in (nf4_forward, nf4_backward, dense_forward):
+        for index in (nf4_forward, nf4_backward, dense_forward, dense_forward_bf16):
             ours = index.get(key, {}).get("time_us")
             cells += [us(ours), ratio(cublas / ours if cublas and ours else None)]
         rows.append([f"m={key[0]} k={key[1]} n={key[2]}", us(cublas) or g.get("error", "")] + cells)
     text = (f"{head}\n\nnf4_linear_backward computes dx only (the same FLOPs as the forward). "
             "vs cuBLAS = cuBLAS bf16 time / our time.\n\n" +
             table(["shape", "cuBLAS bf16 (µs)", "nf4 fwd (µs)", "vs cuBLAS", "nf4 bwd dx (µs)", "vs cuBLAS",
-                   "dense f32 fwd (µs)", "vs cuBLAS"], rows))
+                   "dense fwd, f32 math (µs)", "vs cuBLAS", "dense fwd, bf16 math (µs)", "vs cuBLAS"], rows))
     return text, text
 
 
@@ -250,20 +257,22 @@ def attention_section(bench, reference):
         text = f"{head}\n\nNo SDPA reference was measured" + (f": {sdpa['error']}" if isinstance(sdpa, dict) else ".")
         return text, text
     names = ("batch", "seq", "heads", "kv_heads", "head_dim", "causal")
-    forward = bench_index(bench, "attention_forward", names)
-    backward = bench_index(bench, "attention_backward", names)
+    indices = {math: (bench_index(bench, "attention_forward", names, math), bench_index(bench, "attention_backward", names, math))
+               for math in ("f32", "bf16")}
     rows, backend_notes = [], []
     for s in sdpa:
         key = dims_key(s, names)
-        ours_forward = forward.get(key, {}).get("time_us")
-        ours_backward = backward.get(key, {}).get("time_us")
-        ours_both = ours_forward + ours_backward if ours_forward and ours_backward else None
         shape = f"seq={s['seq']} heads={s['heads']}/{s['kv_heads']} d={s['head_dim']} " + \
                 ("causal" if s["causal"] else "bidirectional")
-        rows.append((shape, us(ours_forward), us(s.get("fwd_us")) + (f" ({s['fwd_backend']})" if "fwd_backend" in s else ""),
-                     ratio(s["fwd_us"] / ours_forward if ours_forward and "fwd_us" in s else None),
-                     us(ours_both), us(s.get("fwd_bwd_us")) + (f" ({s['fwd_bwd_backend']})" if "fwd_bwd_backend" in s else ""),
-                     ratio(s["fwd_bwd_us"] / ours_both if ours_both and "fwd_bwd_us" in s else None)))
+        for math, (forward, backward) in indices.items():
+            ours_forward = forward.get(key, {}).get("time_us")
+            ours_backward = backward.get(key, {}).get("time_us")
+            ours_both = ours_forward + ours_backward if ours_forward and ours_backward else None
+            rows.append((shape, math, us(ours_forward),
+                         us(s.get("fwd_us")) + (f" ({s['fwd_backend']})" if "fwd_backend" in s else ""),
+                         ratio(s["fwd_us"] / ours_forward if ours_forward and "fwd_us" in s else None),
+                         us(ours_both), us(s.get("fwd_bwd_us")) + (f" ({s['fwd_bwd_backend']})" if "fwd_bwd_backend" in s else ""),
+                         ratio(s["fwd_bwd_us"] / ours_both if ours_both and "fwd_bwd_us" in s else None)))
         for problem in ("error", "fwd_error", "fwd_bwd_error"):
             if problem in s:
                 backend_notes.append(f"- {shape}: {s[problem]}")
@@ -271,9 +280,9 @@ def attention_section(bench, reference):
             for mode in ("fwd", "fwd_bwd"):
                 if f"{mode}_error" in tried:
                     backend_notes.append(f"- {shape}, {backend} {mode}: {tried[mode + '_error']}")
-    text = (f"{head}\n\nOurs: attention_forward, and attention_forward + attention_backward (f32 buffers). "
-            "vs SDPA = SDPA time / our time.\n\n" +
-            table(["shape", "ours fwd (µs)", "SDPA fwd (µs)", "vs SDPA", "ours fwd+bwd (µs)", "SDPA fwd+bwd (µs)",
+    text = (f"{head}\n\nOurs: attention_forward, and attention_forward + attention_backward (f32 buffers), in f32 math "
+            "(CUDA cores) and in bf16 math (tensor cores). vs SDPA = SDPA time / our time.\n\n" +
+            table(["shape", "our math", "ours fwd (µs)", "SDPA fwd (µs)", "vs SDPA", "ours fwd+bwd (µs)", "SDPA fwd+bwd (µs)",
                    "vs SDPA"], rows))
     full = text + ("\n\nSDPA backends that did not run:\n\n" + "\n".join(backend_notes) if backend_notes else "")
     return full, text
