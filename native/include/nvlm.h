@@ -64,7 +64,7 @@ typedef enum nvlm_dtype {
 
 /* How a context's dense products and attention treat their f32 operands (storage stays f32):
  *   F32   fp32 operands, fp32 accumulation: the precision of every CPU twin (the default);
- *   BF16  the operands of matmul, linear and attention are rounded to bf16 (nearest even) and
+ *   BF16  the operands of matmul, linear, lm_logprob and attention are rounded to bf16 (nearest even) and
  *         the products accumulate in fp32, as torch's bf16 autocast computes them; on CUDA this
  *         puts them on the tensor cores. Attention's probabilities (and in backward its score
  *         gradients) may be rounded to bf16 as well before they multiply V (or K, Q). */

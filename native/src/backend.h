@@ -29,7 +29,7 @@ public:
     // "CPU" or "CUDA", for messages.
     virtual const char* name() const = 0;
 
-    // nvlm_context_set_math_mode's setting, read by matmul, linear and attention when they run.
+    // nvlm_context_set_math_mode's setting, read by matmul, linear, lm_logprob and attention when they run.
     nvlm_math_mode math_mode = NVLM_MATH_F32;
 
     // ---- memory (nbytes > 0; the caching allocator sits above alloc/release) ----

@@ -402,6 +402,46 @@ std::string number(float value) {
 
 // ---- dense algebra ---------------------------------------------------------------------------------
 
+// The math=bf16 cases of matmul, linear and lm_logprob. Both backends round the products' operands to
+// bf16 before any arithmetic, by the same round to nearest even (cpu/bf16.h, cuda/bf16.cuh), so both
+// multiply the same values ã, b̃: a product of two 8-bit significands is exact in fp32, and the sides
+// differ only by their fp32 sums of the same K terms ã·b̃. The bounds are therefore sum_bound's, with
+// Σ|terms| taken over the operands rounded on the host alike (bf16_operands), and one change: CUDA's
+// tensor cores add a block of b products and the accumulator by aligning them to the largest exponent
+// and truncating (Fasi, Higham, Mikaitis, Pranesh 2021, for V100 to A100), which loses < 2u·|largest|
+// per addend and 2u·|sum| in the normalisation: a step is off by ≤ 2u(b + 1)·Σ|addends|, the K/b steps
+// by ≤ 2(1 + 1/b)K·u·Σ|terms| ≤ 3(K + 2)u·Σ|terms| for b ≥ 2. With the CPU's (K + 2)u·Σ|terms|:
+// |Δ| ≤ 4(K + 2)u·Σ|terms|.
+const int32_t kMathModes[] = {NVLM_MATH_F32, NVLM_MATH_BF16};
+
+std::string math_suffix(int32_t math) { return math == NVLM_MATH_BF16 ? " math=bf16" : ""; }
+
+// The operands a product of the math mode multiplies: values, or in BF16 mode their bf16 roundings
+// (nearest even on the bits; the inputs are finite, so no NaN case).
+std::vector<float> bf16_operands(const std::vector<float>& values, int32_t math) {
+    if (math != NVLM_MATH_BF16) return values;
+    std::vector<float> rounded(values.size());
+    for (size_t i = 0; i < values.size(); i++) {
+        uint32_t bits;
+        std::memcpy(&bits, &values[i], sizeof bits);
+        bits = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
+        std::memcpy(&rounded[i], &bits, sizeof bits);
+    }
+    return rounded;
+}
+
+// The two sides' difference for a sum of K products in the math mode, per unit of (K + 2)u·Σ|terms|
+// (see above): 2 for two round-to-nearest fp32 sums, 4 when one side is the tensor cores'.
+double sum_sides(int32_t math) { return math == NVLM_MATH_BF16 ? 4.0 : 2.0; }
+
+// sum_bound for a product of the math mode: 2(K+2)u·Σ|terms| (F32) or 4(K+2)u·Σ|terms| (BF16, with
+// Σ|terms| over the rounded operands).
+Check product_bound(const std::vector<double>& abs_sum, int64_t terms, int32_t math) {
+    if (math != NVLM_MATH_BF16) return sum_bound(abs_sum, terms);
+    return scaled(abs_sum, 4.0 * static_cast<double>(terms + 2) * kU,
+                  "4(K+2)u*sum|bf16 terms| K=" + std::to_string(terms));
+}
+
 void add_matmul_cases(std::vector<CaseSpec>& cases) {
     struct Shape { int64_t batch, m, n, k; bool trans_a, trans_b; float alpha, beta; };
     const Shape shapes[] = {
@@ -414,40 +454,44 @@ void add_matmul_cases(std::vector<CaseSpec>& cases) {
         {5, 1, 33, 64, true, false, -2.0f, 1.0f},   // a row vector per batch
         {2, 65, 31, 7, false, false, 1.0f, -0.25f},
         {1, 256, 300, 576, false, true, 1.0f, 0.0f},  // model-like: a (tokens, hidden) · Wᵀ
+        {2, 3, 4, 0, false, true, 1.0f, 0.5f},        // k = 0: c = beta·c, operands empty
     };
-    for (const Shape& s : shapes) {
-        const std::string name = "matmul" + dims({{"b", s.batch}, {"m", s.m}, {"n", s.n}, {"k", s.k}}) +
-                                 (s.trans_a ? " ta" : "") + (s.trans_b ? " tb" : "") + " alpha" + number(s.alpha) +
-                                 " beta" + number(s.beta);
-        cases.push_back({name, [s](Random& rng, nvlm_context*) {
-            Case c;
-            const auto a = rng.uniform(s.batch * s.m * s.k, -1.0f, 1.0f);
-            const auto b = rng.uniform(s.batch * s.k * s.n, -1.0f, 1.0f);
-            // Each element: k products summed, times alpha, plus beta·c: sum_bound over k terms of
-            // |alpha|·|a·b| and the |beta·c| term.
-            std::vector<double> magnitude;
-            for (int64_t i = 0; i < s.batch; i++) {
-                auto part = abs_product(a.data() + i * s.m * s.k, s.trans_a, b.data() + i * s.k * s.n, s.trans_b, s.m,
-                                        s.n, s.k);
-                for (double& x : part) x *= std::fabs(s.alpha);
-                magnitude.insert(magnitude.end(), part.begin(), part.end());
-            }
-            const int ia = c.input("a", a), ib = c.input("b", b);
-            int ic;
-            if (s.beta == 0.0f) {  // beta = 0: c must not be read, so its poison must not leak through
-                ic = c.output("c", s.batch * s.m * s.n, sum_bound(magnitude, s.k));
-            } else {
-                const auto c0 = rng.uniform(s.batch * s.m * s.n, -1.0f, 1.0f);
-                for (size_t i = 0; i < magnitude.size(); i++) magnitude[i] += std::fabs(s.beta * c0[i]);
-                ic = c.accumulated("c", c0, sum_bound(magnitude, s.k));
-            }
-            c.call = [=](nvlm_context* ctx, const Buffers& buf) {
-                return nvlm_matmul(ctx, buf[ic], buf[ia], buf[ib], s.batch, s.m, s.n, s.k, s.trans_a, s.trans_b,
-                                   s.alpha, s.beta);
-            };
-            return c;
-        }});
-    }
+    for (const Shape& s : shapes)
+        for (int32_t math : kMathModes) {
+            const std::string name = "matmul" + dims({{"b", s.batch}, {"m", s.m}, {"n", s.n}, {"k", s.k}}) +
+                                     (s.trans_a ? " ta" : "") + (s.trans_b ? " tb" : "") + " alpha" + number(s.alpha) +
+                                     " beta" + number(s.beta) + math_suffix(math);
+            cases.push_back({name, [s, math](Random& rng, nvlm_context*) {
+                Case c;
+                c.math = math;
+                const auto a = rng.uniform(s.batch * s.m * s.k, -1.0f, 1.0f);
+                const auto b = rng.uniform(s.batch * s.k * s.n, -1.0f, 1.0f);
+                // Each element: k products summed, times alpha, plus beta·c: product_bound over k terms of
+                // |alpha|·|a·b| (of the rounded a, b in BF16 mode) and the |beta·c| term.
+                const auto ra = bf16_operands(a, math), rb = bf16_operands(b, math);
+                std::vector<double> magnitude;
+                for (int64_t i = 0; i < s.batch; i++) {
+                    auto part = abs_product(ra.data() + i * s.m * s.k, s.trans_a, rb.data() + i * s.k * s.n, s.trans_b,
+                                            s.m, s.n, s.k);
+                    for (double& x : part) x *= std::fabs(s.alpha);
+                    magnitude.insert(magnitude.end(), part.begin(), part.end());
+                }
+                const int ia = c.input("a", a), ib = c.input("b", b);
+                int ic;
+                if (s.beta == 0.0f) {  // beta = 0: c must not be read, so its poison must not leak through
+                    ic = c.output("c", s.batch * s.m * s.n, product_bound(magnitude, s.k, math));
+                } else {
+                    const auto c0 = rng.uniform(s.batch * s.m * s.n, -1.0f, 1.0f);
+                    for (size_t i = 0; i < magnitude.size(); i++) magnitude[i] += std::fabs(s.beta * c0[i]);
+                    ic = c.accumulated("c", c0, product_bound(magnitude, s.k, math));
+                }
+                c.call = [=](nvlm_context* ctx, const Buffers& buf) {
+                    return nvlm_matmul(ctx, buf[ic], buf[ia], buf[ib], s.batch, s.m, s.n, s.k, s.trans_a, s.trans_b,
+                                       s.alpha, s.beta);
+                };
+                return c;
+            }});
+        }
 }
 
 struct LinearShape { int64_t m, k, n; };
@@ -455,25 +499,29 @@ const LinearShape kLinearShapes[] = {{1, 1, 1}, {7, 33, 65}, {77, 576, 300}, {64
 
 void add_linear_cases(std::vector<CaseSpec>& cases) {
     for (const LinearShape& s : kLinearShapes)
-        for (bool bias : {true, false}) {
-            const std::string name = "linear_forward" + dims({{"m", s.m}, {"k", s.k}, {"n", s.n}}) +
-                                     (bias ? " bias" : " nobias");
-            cases.push_back({name, [s, bias](Random& rng, nvlm_context*) {
-                Case c;
-                const auto x = rng.uniform(s.m * s.k, -1.0f, 1.0f), w = rng.uniform(s.n * s.k, -0.5f, 0.5f);
-                const auto b = rng.uniform(s.n, -1.0f, 1.0f);
-                // k products plus the bias: sum_bound over k terms of |x·w|, plus |bias|.
-                auto magnitude = abs_product(x.data(), false, w.data(), true, s.m, s.n, s.k);
-                if (bias)
-                    for (int64_t i = 0; i < s.m * s.n; i++) magnitude[i] += std::fabs(b[i % s.n]);
-                const int ix = c.input("x", x), iw = c.input("w", w), ib = bias ? c.input("bias", b) : -1;
-                const int iout = c.output("out", s.m * s.n, sum_bound(magnitude, s.k));
-                c.call = [=](nvlm_context* ctx, const Buffers& buf) {
-                    return nvlm_linear_forward(ctx, buf[iout], buf[ix], buf[iw], maybe(buf, ib), s.m, s.k, s.n);
-                };
-                return c;
-            }});
-        }
+        for (bool bias : {true, false})
+            for (int32_t math : kMathModes) {
+                const std::string name = "linear_forward" + dims({{"m", s.m}, {"k", s.k}, {"n", s.n}}) +
+                                         (bias ? " bias" : " nobias") + math_suffix(math);
+                cases.push_back({name, [s, bias, math](Random& rng, nvlm_context*) {
+                    Case c;
+                    c.math = math;
+                    const auto x = rng.uniform(s.m * s.k, -1.0f, 1.0f), w = rng.uniform(s.n * s.k, -0.5f, 0.5f);
+                    const auto b = rng.uniform(s.n, -1.0f, 1.0f);
+                    // k products plus the bias: product_bound over k terms of |x·w| (rounded x, w in BF16
+                    // mode), plus |bias| (never rounded).
+                    auto magnitude = abs_product(bf16_operands(x, math).data(), false, bf16_operands(w, math).data(),
+                                                 true, s.m, s.n, s.k);
+                    if (bias)
+                        for (int64_t i = 0; i < s.m * s.n; i++) magnitude[i] += std::fabs(b[i % s.n]);
+                    const int ix = c.input("x", x), iw = c.input("w", w), ib = bias ? c.input("bias", b) : -1;
+                    const int iout = c.output("out", s.m * s.n, product_bound(magnitude, s.k, math));
+                    c.call = [=](nvlm_context* ctx, const Buffers& buf) {
+                        return nvlm_linear_forward(ctx, buf[iout], buf[ix], buf[iw], maybe(buf, ib), s.m, s.k, s.n);
+                    };
+                    return c;
+                }});
+            }
 
     // Which gradients are wanted: all, no bias (dbias null), only dw, only dx.
     struct Wanted { bool dx, dw, dbias; const char* label; };
@@ -482,40 +530,45 @@ void add_linear_cases(std::vector<CaseSpec>& cases) {
     for (const LinearShape& s : kLinearShapes) {
         std::vector<Wanted> wanted{all};
         if (s.m == 7) wanted.insert(wanted.end(), std::begin(variants), std::end(variants));
-        for (const Wanted& want : wanted) {
-            const std::string name =
-                "linear_backward" + dims({{"m", s.m}, {"k", s.k}, {"n", s.n}}) + " " + want.label;
-            cases.push_back({name, [s, want](Random& rng, nvlm_context*) {
-                Case c;
-                const auto dout = rng.uniform(s.m * s.n, -1.0f, 1.0f);
-                const auto x = rng.uniform(s.m * s.k, -1.0f, 1.0f), w = rng.uniform(s.n * s.k, -0.5f, 0.5f);
-                const int idout = c.input("dout", dout), ix = c.input("x", x), iw = c.input("w", w);
-                int idx = -1, idw = -1, idb = -1;
-                if (want.dx) {  // dx (m, k) += dout · w: n terms each
-                    const auto dx0 = rng.uniform(s.m * s.k, -1.0f, 1.0f);
-                    auto magnitude = abs_product(dout.data(), false, w.data(), false, s.m, s.k, s.n);
-                    add_abs(magnitude, dx0);
-                    idx = c.accumulated("dx", dx0, sum_bound(magnitude, s.n));
-                }
-                if (want.dw) {  // dw (n, k) += doutᵀ · x: m terms each
-                    const auto dw0 = rng.uniform(s.n * s.k, -1.0f, 1.0f);
-                    auto magnitude = abs_product(dout.data(), true, x.data(), false, s.n, s.k, s.m);
-                    add_abs(magnitude, dw0);
-                    idw = c.accumulated("dw", dw0, sum_bound(magnitude, s.m));
-                }
-                if (want.dbias) {  // dbias (n) += Σ_rows dout: m terms each
-                    const auto db0 = rng.uniform(s.n, -1.0f, 1.0f);
-                    auto magnitude = abs_of(db0);
-                    for (int64_t i = 0; i < s.m * s.n; i++) magnitude[i % s.n] += std::fabs(dout[i]);
-                    idb = c.accumulated("dbias", db0, sum_bound(magnitude, s.m));
-                }
-                c.call = [=](nvlm_context* ctx, const Buffers& buf) {
-                    return nvlm_linear_backward(ctx, maybe(buf, idx), maybe(buf, idw), maybe(buf, idb), buf[idout],
-                                                buf[ix], buf[iw], s.m, s.k, s.n);
-                };
-                return c;
-            }});
-        }
+        for (const Wanted& want : wanted)
+            for (int32_t math : kMathModes) {
+                const std::string name = "linear_backward" + dims({{"m", s.m}, {"k", s.k}, {"n", s.n}}) + " " +
+                                         want.label + math_suffix(math);
+                cases.push_back({name, [s, want, math](Random& rng, nvlm_context*) {
+                    Case c;
+                    c.math = math;
+                    const auto dout = rng.uniform(s.m * s.n, -1.0f, 1.0f);
+                    const auto x = rng.uniform(s.m * s.k, -1.0f, 1.0f), w = rng.uniform(s.n * s.k, -0.5f, 0.5f);
+                    // The products' operands (dout, x, w rounded in BF16 mode); dbias sums dout itself.
+                    const auto rdout = bf16_operands(dout, math), rx = bf16_operands(x, math),
+                               rw = bf16_operands(w, math);
+                    const int idout = c.input("dout", dout), ix = c.input("x", x), iw = c.input("w", w);
+                    int idx = -1, idw = -1, idb = -1;
+                    if (want.dx) {  // dx (m, k) += dout · w: n terms each
+                        const auto dx0 = rng.uniform(s.m * s.k, -1.0f, 1.0f);
+                        auto magnitude = abs_product(rdout.data(), false, rw.data(), false, s.m, s.k, s.n);
+                        add_abs(magnitude, dx0);
+                        idx = c.accumulated("dx", dx0, product_bound(magnitude, s.n, math));
+                    }
+                    if (want.dw) {  // dw (n, k) += doutᵀ · x: m terms each
+                        const auto dw0 = rng.uniform(s.n * s.k, -1.0f, 1.0f);
+                        auto magnitude = abs_product(rdout.data(), true, rx.data(), false, s.n, s.k, s.m);
+                        add_abs(magnitude, dw0);
+                        idw = c.accumulated("dw", dw0, product_bound(magnitude, s.m, math));
+                    }
+                    if (want.dbias) {  // dbias (n) += Σ_rows dout: m terms each, fp32 in both modes
+                        const auto db0 = rng.uniform(s.n, -1.0f, 1.0f);
+                        auto magnitude = abs_of(db0);
+                        for (int64_t i = 0; i < s.m * s.n; i++) magnitude[i % s.n] += std::fabs(dout[i]);
+                        idb = c.accumulated("dbias", db0, sum_bound(magnitude, s.m));
+                    }
+                    c.call = [=](nvlm_context* ctx, const Buffers& buf) {
+                        return nvlm_linear_backward(ctx, maybe(buf, idx), maybe(buf, idw), maybe(buf, idb),
+                                                    buf[idout], buf[ix], buf[iw], s.m, s.k, s.n);
+                    };
+                    return c;
+                }});
+            }
     }
 }
 
@@ -873,6 +926,23 @@ AttentionInputs attention_inputs(const AttentionShape& s, Random& rng) {
     return in;
 }
 
+// x with every element rounded to bf16 (nearest, ties to even; the inputs here are finite): the
+// operands that the BF16 math mode multiplies, from which the bf16 cases' bounds take Σ|terms|.
+std::vector<float> bf16_rounded(const std::vector<float>& x) {
+    std::vector<float> rounded(x.size());
+    for (size_t i = 0; i < x.size(); i++) {
+        uint32_t bits;
+        std::memcpy(&bits, &x[i], sizeof bits);
+        bits = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
+        std::memcpy(&rounded[i], &bits, sizeof bits);
+    }
+    return rounded;
+}
+
+AttentionInputs bf16_rounded(const AttentionInputs& in) {
+    return AttentionInputs{bf16_rounded(in.q), bf16_rounded(in.k), bf16_rounded(in.v), in.mask};
+}
+
 // Walks every visible (query row, key) pair of one query head with its score s = scale·q·k and the
 // score's Σ|terms| a = scale·Σ|q·k|, in double: visit(b, h, i, j, s, a). rows(b, h, i) runs first.
 template <class Row, class Pair>
@@ -894,13 +964,19 @@ void for_each_pair(const AttentionShape& s, const AttentionInputs& in, Row row, 
             }
 }
 
-Case attention_forward_case(const AttentionShape& s, const AttentionInputs& in) {
+// bf16: the BF16 math mode (nvlm_math_mode), in which both sides multiply q, k, v (and dout) rounded
+// to bf16; the bounds below then take every Σ|terms| from the rounded inputs.
+Case attention_forward_case(const AttentionShape& s, const AttentionInputs& inputs, bool bf16) {
     // Per query row: each score is off by ≤ (d+2)u·a_j per side (a_j = scale·Σ|q·k|), so by
     // 2(d+2)u·a_j between the sides; a weight p_j = exp(s_j − lse) moves by that for s_j and as much
     // again through the normaliser, plus expf's ulps and the tk-term normalising sum:
     //   δ = 4(d+2)u·max_j a_j + 2(tk+8)u   (relative error of every weight),
     //   |Δout_e| ≤ δ·Σ_j p_j·|v_je|,   |Δlse| ≤ δ + 2u·|lse|.
+    // In BF16 mode CUDA also rounds each weight to bf16 before P·V (the normalising sum adds the
+    // unrounded ones, so lse keeps its bound): a weight is off by (1+δ)(1+u_b) − 1 = δ + u_b(1+δ)
+    // relative (u_b = 2^-8), so |Δout_e| ≤ (δ + u_b(1+δ))·Σ_j p_j·|v_je|.
     // Rows that see no key must agree exactly (out = 0, lse = −inf): their tolerance is 0.
+    const AttentionInputs in = bf16 ? bf16_rounded(inputs) : inputs;
     const int64_t group = s.heads / s.kv_heads;
     const int64_t rows = s.batch * s.heads * s.tq;
     std::vector<double> out_mag(static_cast<size_t>(rows * s.dim), 0.0), lse_tol(static_cast<size_t>(rows), 0.0);
@@ -911,12 +987,13 @@ Case attention_forward_case(const AttentionShape& s, const AttentionInputs& in) 
         for (int64_t j : keys) max_score = std::max(max_score, scores[j]);
         for (int64_t j : keys) sum += weights[j] = std::exp(scores[j] - max_score);
         const double delta = 4.0 * (s.dim + 2) * kU * max_abs_score + 2.0 * (s.tk + 8) * kU;
+        const double weight_error = bf16 ? delta + kBf16U * (1.0 + delta) : delta;
         const int64_t row = (b * s.heads + h) * s.tq + i;
         lse_tol[row] = delta + 2.0 * kU * std::fabs(max_score + std::log(sum));
         double* mag = out_mag.data() + ((b * s.tq + i) * s.heads + h) * s.dim;
         for (int64_t j : keys) {
             const float* v = in.v.data() + ((b * s.tk + j) * s.kv_heads + h / group) * s.dim;
-            for (int64_t e = 0; e < s.dim; e++) mag[e] += delta * weights[j] / sum * std::fabs(v[e]);
+            for (int64_t e = 0; e < s.dim; e++) mag[e] += weight_error * weights[j] / sum * std::fabs(v[e]);
         }
     };
     int64_t cur_b = -1, cur_h = 0, cur_i = 0;
@@ -937,9 +1014,11 @@ Case attention_forward_case(const AttentionShape& s, const AttentionInputs& in) 
     finish_row(cur_b, cur_h, cur_i, max_abs_score, keys);
 
     Case c;
-    const int iq = c.input("q", in.q), ik = c.input("k", in.k), iv = c.input("v", in.v);
-    const int imask = s.mask ? c.input("key_mask", NVLM_U8, in.mask) : -1;
-    const int iout = c.output("out", rows * s.dim, scaled(out_mag, 1.0, "delta*sum_j p_j|v_j|"));
+    c.math = bf16 ? NVLM_MATH_BF16 : NVLM_MATH_F32;
+    const int iq = c.input("q", inputs.q), ik = c.input("k", inputs.k), iv = c.input("v", inputs.v);
+    const int imask = s.mask ? c.input("key_mask", NVLM_U8, inputs.mask) : -1;
+    const std::string out_rule = bf16 ? "(delta+u_b(1+delta))*sum_j p_j|v_j|" : "delta*sum_j p_j|v_j|";
+    const int iout = c.output("out", rows * s.dim, scaled(out_mag, 1.0, out_rule));
     const int ilse = c.output("lse", rows, scaled(lse_tol, 1.0, "delta+2u|lse|"));
     c.call = [=](nvlm_context* ctx, const Buffers& buf) {
         return nvlm_attention_forward(ctx, buf[iout], buf[ilse], buf[iq], buf[ik], buf[iv], maybe(buf, imask),
@@ -950,12 +1029,15 @@ Case attention_forward_case(const AttentionShape& s, const AttentionInputs& in) 
 
 struct AttentionGrads { bool dq, dk, dv; const char* label; };
 
-Case attention_backward_case(const AttentionShape& s, const AttentionInputs& in, const AttentionGrads& want,
-                             Random& rng, nvlm_context* cpu) {
-    const Run saved = reference_run(cpu, attention_forward_case(s, in));
+// bf16: as attention_forward_case; the saved out and lse come from the CPU's forward in the same mode.
+Case attention_backward_case(const AttentionShape& s, const AttentionInputs& inputs, const AttentionGrads& want,
+                             Random& rng, nvlm_context* cpu, bool bf16) {
+    const Run saved = reference_run(cpu, attention_forward_case(s, inputs, bf16));
     const auto out = values_of<float>(saved.results[s.mask ? 4 : 3]);
     const auto lse = values_of<float>(saved.results[s.mask ? 5 : 4]);
-    const auto dout = rng.uniform(static_cast<int64_t>(in.q.size()), -1.0f, 1.0f);
+    const auto dout_input = rng.uniform(static_cast<int64_t>(inputs.q.size()), -1.0f, 1.0f);
+    const AttentionInputs in = bf16 ? bf16_rounded(inputs) : inputs;
+    const auto dout = bf16 ? bf16_rounded(dout_input) : dout_input;
     const auto dq0 = rng.uniform(static_cast<int64_t>(in.q.size()), -1.0f, 1.0f);
     const auto dk0 = rng.uniform(static_cast<int64_t>(in.k.size()), -1.0f, 1.0f);
     const auto dv0 = rng.uniform(static_cast<int64_t>(in.v.size()), -1.0f, 1.0f);
@@ -966,6 +1048,9 @@ Case attention_backward_case(const AttentionShape& s, const AttentionInputs& in,
     //   e_ds = (ε_p + 4u)·p·|dp − D| + p·(e_dp + e_D).
     // dq += scale·Σ_j ds·k_j (tk terms), dk += scale·Σ_i ds·q_i and dv += Σ_i p·g_i (tq·group terms):
     // each tolerance is the propagated Σ e·|factor| plus sum_bound's 2(K+2)u·Σ|terms| (and |g0|).
+    // In BF16 mode CUDA also rounds p to bf16 before dv += Σ_i p·g_i (relative error then
+    // ε_p + u_b(1+ε_p)) and ds before dq and dk (an extra u_b·|ds| ≤ u_b·(p|dp − D| + e_ds) per term,
+    // times scale·|k_j| or scale·|q_i|); p inside ds = p·(dp − D) stays unrounded.
     const int64_t group = s.heads / s.kv_heads;
     const double scale = scale_of(s);
     std::vector<double> dq_err(in.q.size(), 0.0), dq_mag = abs_of(dq0);
@@ -995,23 +1080,30 @@ Case attention_backward_case(const AttentionShape& s, const AttentionInputs& in,
             const double eps_p = 2.0 * (s.dim + 2) * kU * abs_score + 8.0 * kU;
             const double ds_mag = p * std::fabs(dp - d_row);
             const double ds_err = (eps_p + 4.0 * kU) * ds_mag + p * (dp_err + d_err);
+            const double ds_rounding = bf16 ? kBf16U * (ds_mag + ds_err) : 0.0;
+            const double p_error = bf16 ? eps_p + kBf16U * (1.0 + eps_p) : eps_p;
             for (int64_t e = 0; e < s.dim; e++) {
                 const double k_abs = std::fabs(in.k[kv_offset + e]), q_abs = std::fabs(in.q[offset + e]);
                 const double g_abs = std::fabs(dout[offset + e]);
-                dq_err[offset + e] += scale * ds_err * k_abs, dq_mag[offset + e] += scale * ds_mag * k_abs;
-                dk_err[kv_offset + e] += scale * ds_err * q_abs, dk_mag[kv_offset + e] += scale * ds_mag * q_abs;
-                dv_err[kv_offset + e] += eps_p * p * g_abs, dv_mag[kv_offset + e] += p * g_abs;
+                dq_err[offset + e] += scale * (ds_err + ds_rounding) * k_abs;
+                dq_mag[offset + e] += scale * ds_mag * k_abs;
+                dk_err[kv_offset + e] += scale * (ds_err + ds_rounding) * q_abs;
+                dk_mag[kv_offset + e] += scale * ds_mag * q_abs;
+                dv_err[kv_offset + e] += p_error * p * g_abs, dv_mag[kv_offset + e] += p * g_abs;
             }
         });
     auto bound = [](std::vector<double> err, const std::vector<double>& mag, int64_t terms) {
         for (size_t e = 0; e < err.size(); e++) err[e] += 2.0 * (terms + 2) * kU * mag[e];
         return err;
     };
-    const std::string rule = "sum err|factor| + 2(K+2)u*sum|terms| K=";
+    const std::string rule = bf16 ? "sum err|factor| (u_b-rounded p, ds) + 2(K+2)u*sum|terms| K="
+                                  : "sum err|factor| + 2(K+2)u*sum|terms| K=";
 
     Case c;
-    const int idout = c.input("dout", dout), iq = c.input("q", in.q), ik = c.input("k", in.k), iv = c.input("v", in.v);
-    const int imask = s.mask ? c.input("key_mask", NVLM_U8, in.mask) : -1;
+    c.math = bf16 ? NVLM_MATH_BF16 : NVLM_MATH_F32;
+    const int idout = c.input("dout", dout_input), iq = c.input("q", inputs.q), ik = c.input("k", inputs.k);
+    const int iv = c.input("v", inputs.v);
+    const int imask = s.mask ? c.input("key_mask", NVLM_U8, inputs.mask) : -1;
     const int iout = c.input("out", out), ilse = c.input("lse", lse);
     const int idq = want.dq ? c.accumulated("dq", dq0, scaled(bound(dq_err, dq_mag, s.tk), 1.0,
                                                                 rule + std::to_string(s.tk))) : -1;
@@ -1028,7 +1120,7 @@ Case attention_backward_case(const AttentionShape& s, const AttentionInputs& in,
 }
 
 void add_attention_cases(std::vector<CaseSpec>& cases) {
-    const AttentionShape shapes[] = {
+    const std::vector<AttentionShape> shapes = {
         {1, 1, 1, 1, 1, 64, false, false, 0.0f},     // size 1
         {2, 37, 53, 8, 2, 72, true, true, 0.0f},     // GQA 4:1, tq < tk bottom-right, a fully masked batch
         {2, 53, 37, 4, 4, 64, true, false, 0.0f},    // tq > tk: the first 16 queries see no key
@@ -1038,23 +1130,32 @@ void add_attention_cases(std::vector<CaseSpec>& cases) {
         {3, 64, 64, 6, 6, 72, false, false, 1.0f},   // scale 1: peaked softmax, max subtraction matters
         {2, 77, 77, 4, 1, 128, true, false, 0.0f},
     };
-    for (const AttentionShape& s : shapes)
-        cases.push_back({"attention_forward" + describe(s), [s](Random& rng, nvlm_context*) {
-            return attention_forward_case(s, attention_inputs(s, rng));
-        }});
+    // The BF16 math mode runs every shape and two more whose query and key tiles (64 on CUDA) end in
+    // tails: SigLIP-so400m's d72 (CUDA pads it to 80) and Qwen3's d128.
+    std::vector<AttentionShape> bf16_shapes = shapes;
+    bf16_shapes.push_back({2, 150, 150, 4, 2, 72, false, true, 0.0f});
+    bf16_shapes.push_back({1, 150, 150, 8, 2, 128, true, false, 0.0f});
     const AttentionGrads all{true, true, true, ""};
     const AttentionGrads partial[] = {{true, false, false, " dk=null dv=null"},
                                       {false, true, true, " dq=null"},
                                       {false, false, true, " dq=null dk=null"},
                                       {false, false, false, " all null"}};
-    for (const AttentionShape& s : shapes) {
-        std::vector<AttentionGrads> variants{all};
-        if (s.tq == 37) variants.insert(variants.end(), std::begin(partial), std::end(partial));
-        for (const AttentionGrads& want : variants)
-            cases.push_back({"attention_backward" + describe(s) + want.label, [s, want](Random& rng, nvlm_context* cpu) {
-                const AttentionInputs in = attention_inputs(s, rng);
-                return attention_backward_case(s, in, want, rng, cpu);
+    for (const bool bf16 : {false, true}) {
+        const std::string math = bf16 ? " math=bf16" : "";
+        for (const AttentionShape& s : bf16 ? bf16_shapes : shapes)
+            cases.push_back({"attention_forward" + describe(s) + math, [s, bf16](Random& rng, nvlm_context*) {
+                return attention_forward_case(s, attention_inputs(s, rng), bf16);
             }});
+        for (const AttentionShape& s : bf16 ? bf16_shapes : shapes) {
+            std::vector<AttentionGrads> variants{all};
+            if (s.tq == 37) variants.insert(variants.end(), std::begin(partial), std::end(partial));
+            for (const AttentionGrads& want : variants)
+                cases.push_back({"attention_backward" + describe(s) + want.label + math,
+                                 [s, want, bf16](Random& rng, nvlm_context* cpu) {
+                                     const AttentionInputs in = attention_inputs(s, rng);
+                                     return attention_backward_case(s, in, want, rng, cpu, bf16);
+                                 }});
+        }
     }
 }
 
@@ -1354,6 +1455,20 @@ LmInputs lm_inputs(const LmShape& s, Random& rng) {
     return in;
 }
 
+// The h and w that the math mode's products multiply (bf16_operands of each).
+LmInputs bf16_operands(const LmInputs& in, int32_t math) {
+    return LmInputs{bf16_operands(in.h, math), bf16_operands(in.w, math), in.targets};
+}
+
+// x rounded to the nearest bf16, ties to even, exactly in double (x within bf16's normal range or 0):
+// the significand scaled to [128, 256) is rounded to an integer, 256 carrying into the exponent.
+double bf16_nearest(double x) {
+    if (x == 0.0) return x;
+    int exponent;
+    const double significand = std::frexp(x, &exponent);
+    return std::ldexp(std::nearbyint(std::ldexp(significand, 8)), exponent - 8);
+}
+
 // The host's logits in double and their Σ|terms| (n, vocab), for the bounds.
 void lm_host_logits(const LmShape& s, const LmInputs& in, std::vector<double>& logits, std::vector<double>& abs_terms) {
     logits.assign(static_cast<size_t>(s.n * s.vocab), 0.0);
@@ -1369,18 +1484,19 @@ void lm_host_logits(const LmShape& s, const LmInputs& in, std::vector<double>& l
         }
 }
 
-Case lm_forward_case(const LmShape& s, const LmInputs& in) {
-    // A logit is off by 2(d+2)u·Σ|h·w| between the sides; lse moves by at most the largest such
-    // error (δ = max over the row) plus the vocab-term sum of exponentials (2(V+8)u with expf's ulps);
-    // logp = logit[target] − lse by both. Ignored rows are 0 on both: tolerance 0 there.
+Case lm_forward_case(const LmShape& s, const LmInputs& in, int32_t math) {
+    // A logit is off by 2(d+2)u·Σ|h·w| between the sides (BF16 mode: 4(d+2)u·Σ|h̃·w̃| over the rounded
+    // operands, see the dense algebra section); lse moves by at most the largest such error (δ = max over
+    // the row) plus the vocab-term sum of exponentials (2(V+8)u with expf's ulps), which stays fp32 in
+    // both modes; logp = logit[target] − lse by both. Ignored rows are 0 on both: tolerance 0 there.
     std::vector<double> logits, abs_terms;
-    lm_host_logits(s, in, logits, abs_terms);
+    lm_host_logits(s, bf16_operands(in, math), logits, abs_terms);
     std::vector<double> lse_tol(static_cast<size_t>(s.n)), logp_tol(static_cast<size_t>(s.n));
     for (int64_t t = 0; t < s.n; t++) {
         double max_logit = -std::numeric_limits<double>::infinity(), delta = 0.0, sum = 0.0;
         for (int64_t v = 0; v < s.vocab; v++) {
             max_logit = std::max(max_logit, logits[t * s.vocab + v]);
-            delta = std::max(delta, 2.0 * (s.d + 2) * kU * abs_terms[t * s.vocab + v]);
+            delta = std::max(delta, sum_sides(math) * (s.d + 2) * kU * abs_terms[t * s.vocab + v]);
         }
         for (int64_t v = 0; v < s.vocab; v++) sum += std::exp(logits[t * s.vocab + v] - max_logit);
         const double lse = max_logit + std::log(sum);
@@ -1389,6 +1505,7 @@ Case lm_forward_case(const LmShape& s, const LmInputs& in) {
         logp_tol[t] = target == kIgnoreIndex ? 0.0 : lse_tol[t] + delta + 2.0 * kU * std::fabs(logits[t * s.vocab + target] - lse);
     }
     Case c;
+    c.math = math;
     const int ih = c.input("h", in.h), iw = c.input("w", in.w), itargets = c.input("targets", NVLM_I32, in.targets);
     const int ilogp = c.output("logp", s.n, scaled(logp_tol, 1.0, "2delta+2(V+8)u+2u(|lse|+|logp|)"));
     const int ilse = c.output("lse", s.n, scaled(lse_tol, 1.0, "delta+2(V+8)u+2u|lse|"));
@@ -1399,17 +1516,27 @@ Case lm_forward_case(const LmShape& s, const LmInputs& in) {
     return c;
 }
 
-Case lm_backward_case(const LmShape& s, const LmInputs& in, bool want_dh, bool want_dw, Random& rng,
+Case lm_backward_case(const LmShape& s, const LmInputs& in, bool want_dh, bool want_dw, int32_t math, Random& rng,
                       nvlm_context* cpu) {
-    const auto lse = values_of<float>(reference_run(cpu, lm_forward_case(s, in)).results[4]);
+    const auto lse = values_of<float>(reference_run(cpu, lm_forward_case(s, in, math)).results[4]);
     const auto dlogp = rng.uniform(s.n, -1.0f, 1.0f);
     const auto dh0 = rng.uniform(s.n * s.d, -1.0f, 1.0f), dw0 = rng.uniform(s.vocab * s.d, -1.0f, 1.0f);
     // With the saved lse identical on both sides, p = exp(logit − lse) is off by
     // ε = 2(d+2)u·Σ|h·w| + 8u relative, so dlogit = g·(onehot − p) by e = |g|·p·ε + 2u·|dlogit|.
     // dh += dlogits · w (vocab terms) and dw += dlogitsᵀ · h (n terms): the propagated Σ e·|factor|
     // plus 2(K+2)u·Σ|dlogit·factor| and the initial value.
+    // BF16 mode: the logits come from the rounded h̃, w̃ (4(d+2)u in ε, see the dense algebra section),
+    // and dh, dw multiply the dlogits rounded to bf16 with h̃, w̃. Both sides' fp32 dlogits lie in
+    // [x − e, x + e] around the host's x (e adds both sides' error bounds, so each side is within e of
+    // the exact value, which x matches to double precision), and rounding is monotone, so their
+    // roundings differ by at most
+    // rd(x + e) − rd(x − e): 0 unless a bf16 rounding boundary falls inside, one bf16 step when one
+    // does. That difference propagates instead of e; the sums then add the products of the same
+    // rounded values: 4(K+2)u·Σ|rd(dlogit)·factor| with |rd(dlogit)| ≤ max|rd(x ± e)|.
     std::vector<double> logits, abs_terms;
-    lm_host_logits(s, in, logits, abs_terms);
+    const LmInputs operands = bf16_operands(in, math);
+    lm_host_logits(s, operands, logits, abs_terms);
+    const bool bf16 = math == NVLM_MATH_BF16;
     std::vector<double> dh_err(dh0.size(), 0.0), dh_mag = abs_of(dh0);
     std::vector<double> dw_err(dw0.size(), 0.0), dw_mag = abs_of(dw0);
     for (int64_t t = 0; t < s.n; t++) {
@@ -1417,22 +1544,28 @@ Case lm_backward_case(const LmShape& s, const LmInputs& in, bool want_dh, bool w
         const double g = dlogp[t];
         for (int64_t v = 0; v < s.vocab; v++) {
             const double p = std::exp(logits[t * s.vocab + v] - lse[t]);
-            const double dlogit = std::fabs(g * ((v == in.targets[t] ? 1.0 : 0.0) - p));
-            const double err = std::fabs(g) * p * (2.0 * (s.d + 2) * kU * abs_terms[t * s.vocab + v] + 8.0 * kU) +
-                               2.0 * kU * dlogit;
+            const double dlogit = g * ((v == in.targets[t] ? 1.0 : 0.0) - p);
+            const double err =
+                std::fabs(g) * p * (sum_sides(math) * (s.d + 2) * kU * abs_terms[t * s.vocab + v] + 8.0 * kU) +
+                2.0 * kU * std::fabs(dlogit);
+            const double low = bf16 ? bf16_nearest(dlogit - err) : 0.0, high = bf16 ? bf16_nearest(dlogit + err) : 0.0;
+            const double propagated = bf16 ? high - low : err;
+            const double factor_abs = bf16 ? std::max(std::fabs(low), std::fabs(high)) : std::fabs(dlogit);
             for (int64_t e = 0; e < s.d; e++) {
-                const double w_abs = std::fabs(in.w[v * s.d + e]), h_abs = std::fabs(in.h[t * s.d + e]);
-                dh_err[t * s.d + e] += err * w_abs, dh_mag[t * s.d + e] += dlogit * w_abs;
-                dw_err[v * s.d + e] += err * h_abs, dw_mag[v * s.d + e] += dlogit * h_abs;
+                const double w_abs = std::fabs(operands.w[v * s.d + e]), h_abs = std::fabs(operands.h[t * s.d + e]);
+                dh_err[t * s.d + e] += propagated * w_abs, dh_mag[t * s.d + e] += factor_abs * w_abs;
+                dw_err[v * s.d + e] += propagated * h_abs, dw_mag[v * s.d + e] += factor_abs * h_abs;
             }
         }
     }
-    auto bound = [](std::vector<double> err, const std::vector<double>& mag, int64_t terms) {
-        for (size_t e = 0; e < err.size(); e++) err[e] += 2.0 * (terms + 2) * kU * mag[e];
+    auto bound = [math](std::vector<double> err, const std::vector<double>& mag, int64_t terms) {
+        for (size_t e = 0; e < err.size(); e++) err[e] += sum_sides(math) * (terms + 2) * kU * mag[e];
         return err;
     };
-    const std::string rule = "sum err|factor| + 2(K+2)u*sum|terms| K=";
+    const std::string rule = bf16 ? "sum (rd(x+e)-rd(x-e))|factor| + 4(K+2)u*sum|bf16 terms| K="
+                                  : "sum err|factor| + 2(K+2)u*sum|terms| K=";
     Case c;
+    c.math = math;
     const int idlogp = c.input("dlogp", dlogp), ih = c.input("h", in.h), iw = c.input("w", in.w);
     const int itargets = c.input("targets", NVLM_I32, in.targets), ilse = c.input("lse", lse);
     const int idh = want_dh ? c.accumulated("dh", dh0, scaled(bound(dh_err, dh_mag, s.vocab), 1.0,
@@ -1449,22 +1582,24 @@ Case lm_backward_case(const LmShape& s, const LmInputs& in, bool want_dh, bool w
 void add_lm_logprob_cases(std::vector<CaseSpec>& cases) {
     // Every third target is −100; vocab never a multiple of chunk except the chunk ≥ vocab case.
     const LmShape shapes[] = {{1, 1, 1, 1}, {7, 33, 100, 32}, {5, 17, 50, 64}, {77, 576, 1000, 256}, {50, 576, 1999, 512}};
-    for (const LmShape& s : shapes) {
-        const std::string shape = dims({{"n", s.n}, {"d", s.d}, {"vocab", s.vocab}, {"chunk", s.chunk}});
-        cases.push_back({"lm_logprob_forward" + shape, [s](Random& rng, nvlm_context*) {
-            return lm_forward_case(s, lm_inputs(s, rng));
-        }});
-        struct Wanted { bool dh, dw; const char* label; };
-        const Wanted variants[] = {{true, true, ""}, {true, false, " dw=null"}, {false, true, " dh=null"},
-                                   {false, false, " all null"}};
-        for (const Wanted& want : variants) {
-            if (want.label[0] != '\0' && s.vocab != 100) continue;
-            cases.push_back({"lm_logprob_backward" + shape + want.label, [s, want](Random& rng, nvlm_context* cpu) {
-                const LmInputs in = lm_inputs(s, rng);
-                return lm_backward_case(s, in, want.dh, want.dw, rng, cpu);
+    for (const LmShape& s : shapes)
+        for (int32_t math : kMathModes) {
+            const std::string shape = dims({{"n", s.n}, {"d", s.d}, {"vocab", s.vocab}, {"chunk", s.chunk}});
+            cases.push_back({"lm_logprob_forward" + shape + math_suffix(math), [s, math](Random& rng, nvlm_context*) {
+                return lm_forward_case(s, lm_inputs(s, rng), math);
             }});
+            struct Wanted { bool dh, dw; const char* label; };
+            const Wanted variants[] = {{true, true, ""}, {true, false, " dw=null"}, {false, true, " dh=null"},
+                                       {false, false, " all null"}};
+            for (const Wanted& want : variants) {
+                if (want.label[0] != '\0' && s.vocab != 100) continue;
+                cases.push_back({"lm_logprob_backward" + shape + want.label + math_suffix(math),
+                                 [s, want, math](Random& rng, nvlm_context* cpu) {
+                    const LmInputs in = lm_inputs(s, rng);
+                    return lm_backward_case(s, in, want.dh, want.dw, math, rng, cpu);
+                }});
+            }
         }
-    }
 }
 
 // ---- optimiser -----------------------------------------------------------------------------------------

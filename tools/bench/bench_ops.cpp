@@ -348,11 +348,14 @@ Sizes quick_sizes() {
 // Bytes of n floats.
 double f32(double n) { return 4.0 * n; }
 
+// Each shape in both math modes: BF16 rounds the operands to bf16 and multiplies them on CUDA's tensor
+// cores (the M = 4096 linears are the training shapes); the m = 1 GEMVs show what the rounding costs.
 void add_dense_algebra(std::vector<Bench>& benches, const Sizes& s) {
     for (const Matmul& g : s.matmuls) {
-        benches.push_back({"matmul", {{"batch", g.batch}, {"m", g.m}, {"n", g.n}, {"k", g.k}, {"trans_a", g.trans_a},
-                                      {"trans_b", g.trans_b}}, "",
-            [g](Buffers& b) {
+        const std::vector<Dim> dims = {{"batch", g.batch}, {"m", g.m}, {"n", g.n}, {"k", g.k},
+                                       {"trans_a", g.trans_a}, {"trans_b", g.trans_b}};
+        for (const int32_t math : {NVLM_MATH_F32, NVLM_MATH_BF16}) {
+            benches.push_back({"matmul", dims, math == NVLM_MATH_BF16 ? "math=bf16" : "", [g](Buffers& b) {
                 nvlm_buffer* a = b.random_f32(g.batch * g.m * g.k);
                 nvlm_buffer* bm = b.random_f32(g.batch * g.k * g.n);
                 nvlm_buffer* c = b.zeros_f32(g.batch * g.m * g.n);
@@ -360,31 +363,35 @@ void add_dense_algebra(std::vector<Bench>& benches, const Sizes& s) {
                 return Work{2.0 * g.batch * g.m * g.n * g.k, 0, [=] {
                     return nvlm_matmul(ctx, c, a, bm, g.batch, g.m, g.n, g.k, g.trans_a, g.trans_b, 1.0f, 0.0f);
                 }};
-            }});
+            }, math});
+        }
     }
     for (const Gemm& g : s.linears) {
         const std::vector<Dim> dims = {{"m", g.m}, {"k", g.k}, {"n", g.n}};
         const double mkn = static_cast<double>(g.m) * g.k * g.n, nk = static_cast<double>(g.n) * g.k;
-        benches.push_back({"linear_forward", dims, "", [=](Buffers& b) {
-            nvlm_buffer* x = b.random_f32(g.m * g.k);
-            nvlm_buffer* w = b.random_f32(g.n * g.k);
-            nvlm_buffer* out = b.zeros_f32(g.m * g.n);
-            nvlm_context* ctx = b.ctx();
-            Work work{0, 0, [=] { return nvlm_linear_forward(ctx, out, x, w, nullptr, g.m, g.k, g.n); }};
-            if (g.m == 1) work.bytes = f32(nk + g.k + g.n); else work.flops = 2 * mkn;
-            return work;
-        }});
-        benches.push_back({"linear_backward", dims, "dx and dw", [=](Buffers& b) {
-            nvlm_buffer* dout = b.random_f32(g.m * g.n);
-            nvlm_buffer* x = b.random_f32(g.m * g.k);
-            nvlm_buffer* w = b.random_f32(g.n * g.k);
-            nvlm_buffer* dx = b.zeros_f32(g.m * g.k);
-            nvlm_buffer* dw = b.zeros_f32(g.n * g.k);
-            nvlm_context* ctx = b.ctx();
-            Work work{0, 0, [=] { return nvlm_linear_backward(ctx, dx, dw, nullptr, dout, x, w, g.m, g.k, g.n); }};
-            if (g.m == 1) work.bytes = f32(3 * nk + 3 * g.k + g.n); else work.flops = 4 * mkn;
-            return work;
-        }});
+        for (const int32_t math : {NVLM_MATH_F32, NVLM_MATH_BF16}) {
+            const bool bf16 = math == NVLM_MATH_BF16;
+            benches.push_back({"linear_forward", dims, bf16 ? "math=bf16" : "", [=](Buffers& b) {
+                nvlm_buffer* x = b.random_f32(g.m * g.k);
+                nvlm_buffer* w = b.random_f32(g.n * g.k);
+                nvlm_buffer* out = b.zeros_f32(g.m * g.n);
+                nvlm_context* ctx = b.ctx();
+                Work work{0, 0, [=] { return nvlm_linear_forward(ctx, out, x, w, nullptr, g.m, g.k, g.n); }};
+                if (g.m == 1) work.bytes = f32(nk + g.k + g.n); else work.flops = 2 * mkn;
+                return work;
+            }, math});
+            benches.push_back({"linear_backward", dims, bf16 ? "dx and dw math=bf16" : "dx and dw", [=](Buffers& b) {
+                nvlm_buffer* dout = b.random_f32(g.m * g.n);
+                nvlm_buffer* x = b.random_f32(g.m * g.k);
+                nvlm_buffer* w = b.random_f32(g.n * g.k);
+                nvlm_buffer* dx = b.zeros_f32(g.m * g.k);
+                nvlm_buffer* dw = b.zeros_f32(g.n * g.k);
+                nvlm_context* ctx = b.ctx();
+                Work work{0, 0, [=] { return nvlm_linear_backward(ctx, dx, dw, nullptr, dout, x, w, g.m, g.k, g.n); }};
+                if (g.m == 1) work.bytes = f32(3 * nk + 3 * g.k + g.n); else work.flops = 4 * mkn;
+                return work;
+            }, math});
+        }
     }
 }
 
@@ -481,24 +488,29 @@ void add_attention(std::vector<Bench>& benches, const Sizes& s) {
             return nvlm_attention_forward(ctx, t.out, t.lse, t.q, t.k, t.v, nullptr, a.batch, a.seq, a.seq, a.heads,
                                           a.kv_heads, a.head_dim, a.causal, scale);
         };
-        benches.push_back({"attention_forward", dims, "", [=](Buffers& b) {
-            Tensors t = forward_tensors(b);
-            nvlm_context* ctx = b.ctx();
-            return Work{forward_flops, 0, [=] { return forward(ctx, t); }};
-        }});
-        benches.push_back({"attention_backward", dims, "", [=](Buffers& b) {
-            Tensors t = forward_tensors(b);
-            nvlm_context* ctx = b.ctx();
-            check(forward(ctx, t), "setup nvlm_attention_forward");
-            nvlm_buffer* dout = b.random_f32(q_size);
-            nvlm_buffer* dq = b.zeros_f32(q_size);
-            nvlm_buffer* dk = b.zeros_f32(kv_size);
-            nvlm_buffer* dv = b.zeros_f32(kv_size);
-            return Work{2.5 * forward_flops, 0, [=] {
-                return nvlm_attention_backward(ctx, dq, dk, dv, dout, t.q, t.k, t.v, nullptr, t.out, t.lse, a.batch,
-                                               a.seq, a.seq, a.heads, a.kv_heads, a.head_dim, a.causal, scale);
-            }};
-        }});
+        // Each shape in both math modes: BF16 is CUDA's tensor-core kernels (head_dim ≤ 128).
+        for (const int32_t math : {NVLM_MATH_F32, NVLM_MATH_BF16}) {
+            const std::string variant = math == NVLM_MATH_BF16 ? "math=bf16" : "";
+            benches.push_back({"attention_forward", dims, variant, [=](Buffers& b) {
+                Tensors t = forward_tensors(b);
+                nvlm_context* ctx = b.ctx();
+                return Work{forward_flops, 0, [=] { return forward(ctx, t); }};
+            }, math});
+            benches.push_back({"attention_backward", dims, variant, [=](Buffers& b) {
+                Tensors t = forward_tensors(b);
+                nvlm_context* ctx = b.ctx();
+                check(forward(ctx, t), "setup nvlm_attention_forward");
+                nvlm_buffer* dout = b.random_f32(q_size);
+                nvlm_buffer* dq = b.zeros_f32(q_size);
+                nvlm_buffer* dk = b.zeros_f32(kv_size);
+                nvlm_buffer* dv = b.zeros_f32(kv_size);
+                return Work{2.5 * forward_flops, 0, [=] {
+                    return nvlm_attention_backward(ctx, dq, dk, dv, dout, t.q, t.k, t.v, nullptr, t.out, t.lse,
+                                                   a.batch, a.seq, a.seq, a.heads, a.kv_heads, a.head_dim, a.causal,
+                                                   scale);
+                }};
+            }, math});
+        }
     }
 }
 
@@ -514,22 +526,26 @@ void add_lm_logprob(std::vector<Bench>& benches, const Sizes& s) {
     auto forward = [=](nvlm_context* ctx, const Tensors& t) {
         return nvlm_lm_logprob_forward(ctx, t.logp, t.lse, t.h, t.w, t.targets, n, d, vocab, chunk);
     };
-    benches.push_back({"lm_logprob_forward", dims, "", [=](Buffers& b) {
-        Tensors t = forward_tensors(b);
-        nvlm_context* ctx = b.ctx();
-        return Work{logits_flops, 0, [=] { return forward(ctx, t); }};
-    }});
-    benches.push_back({"lm_logprob_backward", dims, "dh and dw", [=](Buffers& b) {
-        Tensors t = forward_tensors(b);
-        nvlm_context* ctx = b.ctx();
-        check(forward(ctx, t), "setup nvlm_lm_logprob_forward");
-        nvlm_buffer* dlogp = b.random_f32(n);
-        nvlm_buffer* dh = b.zeros_f32(n * d);
-        nvlm_buffer* dw = b.zeros_f32(vocab * d);
-        return Work{3 * logits_flops, 0, [=] {  // logits recomputed, then dh and dw
-            return nvlm_lm_logprob_backward(ctx, dh, dw, dlogp, t.h, t.w, t.targets, t.lse, n, d, vocab, chunk);
-        }};
-    }});
+    // Both math modes: BF16 puts the head's three GEMMs on CUDA's tensor cores.
+    for (const int32_t math : {NVLM_MATH_F32, NVLM_MATH_BF16}) {
+        const bool bf16 = math == NVLM_MATH_BF16;
+        benches.push_back({"lm_logprob_forward", dims, bf16 ? "math=bf16" : "", [=](Buffers& b) {
+            Tensors t = forward_tensors(b);
+            nvlm_context* ctx = b.ctx();
+            return Work{logits_flops, 0, [=] { return forward(ctx, t); }};
+        }, math});
+        benches.push_back({"lm_logprob_backward", dims, bf16 ? "dh and dw math=bf16" : "dh and dw", [=](Buffers& b) {
+            Tensors t = forward_tensors(b);
+            nvlm_context* ctx = b.ctx();
+            check(forward(ctx, t), "setup nvlm_lm_logprob_forward");
+            nvlm_buffer* dlogp = b.random_f32(n);
+            nvlm_buffer* dh = b.zeros_f32(n * d);
+            nvlm_buffer* dw = b.zeros_f32(vocab * d);
+            return Work{3 * logits_flops, 0, [=] {  // logits recomputed, then dh and dw
+                return nvlm_lm_logprob_backward(ctx, dh, dw, dlogp, t.h, t.w, t.targets, t.lse, n, d, vocab, chunk);
+            }};
+        }, math});
+    }
 }
 
 void add_norms_and_rope(std::vector<Bench>& benches, const Sizes& s) {

@@ -11,12 +11,17 @@
  * dS_j = P_j·(dP_j − D):  dq += scale·Σ_j dS_j·k_j,  dk_j += scale·dS_j·q,  dv_j += P_j·dout.
  * Backward runs one thread per (batch, kv head), which owns that slice of dk and dv and the dq
  * rows of its query heads, so nothing races.
+ *
+ * In the BF16 math mode (nvlm_math_mode) both directions run the same fp32 code on copies of q, k,
+ * v (and dout) rounded to bf16; CUDA's tensor-core kernels (../cuda/attention_bf16.cu) round the
+ * same operands, and P and dS on top, which the parity suite's tolerances account for.
  */
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "bf16.h"
 #include "ops.h"
 #include "parallel.h"
 
@@ -46,7 +51,15 @@ struct KeyRange {
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const uint8_t* key_mask,
                        int64_t batch, int64_t tq, int64_t tk, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                       bool causal, float scale) {
+                       bool causal, float scale, bool bf16_operands) {
+    if (bf16_operands) {
+        const std::vector<float> q16 = rounded_to_bf16(q, batch * tq * n_heads * head_dim);
+        const std::vector<float> k16 = rounded_to_bf16(k, batch * tk * n_kv_heads * head_dim);
+        const std::vector<float> v16 = rounded_to_bf16(v, batch * tk * n_kv_heads * head_dim);
+        attention_forward(out, lse, q16.data(), k16.data(), v16.data(), key_mask, batch, tq, tk, n_heads, n_kv_heads,
+                          head_dim, causal, scale, false);
+        return;
+    }
     const int64_t group = n_heads / n_kv_heads;
     const int64_t rows = batch * n_heads * tq;
     std::vector<float> scores(static_cast<size_t>(max_threads()) * static_cast<size_t>(tk));
@@ -90,7 +103,16 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const uint8_t* key_mask, const float* out, const float* lse, int64_t batch,
                         int64_t tq, int64_t tk, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, bool causal,
-                        float scale) {
+                        float scale, bool bf16_operands) {
+    if (bf16_operands) {
+        const std::vector<float> dout16 = rounded_to_bf16(dout, batch * tq * n_heads * head_dim);
+        const std::vector<float> q16 = rounded_to_bf16(q, batch * tq * n_heads * head_dim);
+        const std::vector<float> k16 = rounded_to_bf16(k, batch * tk * n_kv_heads * head_dim);
+        const std::vector<float> v16 = rounded_to_bf16(v, batch * tk * n_kv_heads * head_dim);
+        attention_backward(dq, dk, dv, dout16.data(), q16.data(), k16.data(), v16.data(), key_mask, out, lse, batch,
+                           tq, tk, n_heads, n_kv_heads, head_dim, causal, scale, false);
+        return;
+    }
     const int64_t group = n_heads / n_kv_heads;
 #pragma omp parallel for schedule(dynamic)
     for (int64_t slice = 0; slice < batch * n_kv_heads; slice++) {

@@ -69,19 +69,19 @@ public:
 
     nvlm_status matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k,
                        bool trans_a, bool trans_b, float alpha, float beta) override {
-        cpu::matmul(c, a, b, batch, m, n, k, trans_a, trans_b, alpha, beta);
+        cpu::matmul(c, a, b, batch, m, n, k, trans_a, trans_b, alpha, beta, math_mode == NVLM_MATH_BF16);
         return NVLM_OK;
     }
 
     nvlm_status linear_forward(float* out, const float* x, const float* w, const float* bias, int64_t m, int64_t k,
                                int64_t n) override {
-        cpu::linear_forward(out, x, w, bias, m, k, n);
+        cpu::linear_forward(out, x, w, bias, m, k, n, math_mode == NVLM_MATH_BF16);
         return NVLM_OK;
     }
 
     nvlm_status linear_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w,
                                 int64_t m, int64_t k, int64_t n) override {
-        cpu::linear_backward(dx, dw, dbias, dout, x, w, m, k, n);
+        cpu::linear_backward(dx, dw, dbias, dout, x, w, m, k, n, math_mode == NVLM_MATH_BF16);
         return NVLM_OK;
     }
 
@@ -145,7 +145,7 @@ public:
                                   const uint8_t* key_mask, int64_t batch, int64_t tq, int64_t tk, int64_t n_heads,
                                   int64_t n_kv_heads, int64_t head_dim, bool causal, float scale) override {
         cpu::attention_forward(out, lse, q, k, v, key_mask, batch, tq, tk, n_heads, n_kv_heads, head_dim, causal,
-                               scale);
+                               scale, math_mode == NVLM_MATH_BF16);
         return NVLM_OK;
     }
 
@@ -154,7 +154,7 @@ public:
                                    int64_t batch, int64_t tq, int64_t tk, int64_t n_heads, int64_t n_kv_heads,
                                    int64_t head_dim, bool causal, float scale) override {
         cpu::attention_backward(dq, dk, dv, dout, q, k, v, key_mask, out, lse, batch, tq, tk, n_heads, n_kv_heads,
-                                head_dim, causal, scale);
+                                head_dim, causal, scale, math_mode == NVLM_MATH_BF16);
         return NVLM_OK;
     }
 
@@ -235,13 +235,14 @@ public:
 
     nvlm_status lm_logprob_forward(float* logp, float* lse, const float* h, const float* w, const int32_t* targets,
                                    int64_t n, int64_t d, int64_t vocab, int64_t chunk) override {
-        return cpu::lm_logprob_forward(logp, lse, h, w, targets, n, d, vocab, chunk);
+        return cpu::lm_logprob_forward(logp, lse, h, w, targets, n, d, vocab, chunk, math_mode == NVLM_MATH_BF16);
     }
 
     nvlm_status lm_logprob_backward(float* dh, float* dw, const float* dlogp, const float* h, const float* w,
                                     const int32_t* targets, const float* lse, int64_t n, int64_t d, int64_t vocab,
                                     int64_t chunk) override {
-        return cpu::lm_logprob_backward(dh, dw, dlogp, h, w, targets, lse, n, d, vocab, chunk);
+        return cpu::lm_logprob_backward(dh, dw, dlogp, h, w, targets, lse, n, d, vocab, chunk,
+                                        math_mode == NVLM_MATH_BF16);
     }
 
     nvlm_status adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,

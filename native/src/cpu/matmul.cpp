@@ -5,11 +5,15 @@
  * With OpenBLAS (NVLM_HAVE_CBLAS) the GEMM is cblas_sgemm; otherwise, and for dimensions that
  * do not fit cblas's int, it is a loop GEMM that computes whole rows of c per thread with fp32
  * accumulators.
+ *
+ * In the BF16 math mode (bf16_operands) matmul and linear multiply copies of their operands rounded
+ * to bf16 (bf16.h: a, b; x, w; dout, w, x), still in fp32: the values CUDA's tensor cores multiply.
  */
 #include <algorithm>
 #include <climits>
 #include <vector>
 
+#include "bf16.h"
 #include "ops.h"
 #include "parallel.h"
 
@@ -76,14 +80,29 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 
 // c[i] (m, n) = alpha · op(a[i]) · op(b[i]) + beta · c[i] for each batch index i.
 void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool trans_a,
-            bool trans_b, float alpha, float beta) {
+            bool trans_b, float alpha, float beta, bool bf16_operands) {
+    std::vector<float> a_bf16, b_bf16;
+    if (bf16_operands) {
+        a_bf16 = rounded_to_bf16(a, batch * m * k);
+        a = a_bf16.data();
+        b_bf16 = rounded_to_bf16(b, batch * k * n);
+        b = b_bf16.data();
+    }
     for (int64_t i = 0; i < batch; i++)
         sgemm(trans_a, trans_b, m, n, k, alpha, a + i * m * k, trans_a ? m : k, b + i * k * n, trans_b ? k : n, beta,
               c + i * m * n, n);
 }
 
 // out (m, n) = x (m, k) · w (n, k)ᵀ + bias (n): the bias is written first and the GEMM adds to it.
-void linear_forward(float* out, const float* x, const float* w, const float* bias, int64_t m, int64_t k, int64_t n) {
+void linear_forward(float* out, const float* x, const float* w, const float* bias, int64_t m, int64_t k, int64_t n,
+                    bool bf16_operands) {
+    std::vector<float> x_bf16, w_bf16;
+    if (bf16_operands) {
+        x_bf16 = rounded_to_bf16(x, m * k);
+        x = x_bf16.data();
+        w_bf16 = rounded_to_bf16(w, n * k);
+        w = w_bf16.data();
+    }
     if (bias != nullptr) {
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < m; i++) std::copy(bias, bias + n, out + i * n);
@@ -92,10 +111,25 @@ void linear_forward(float* out, const float* x, const float* w, const float* bia
 }
 
 // dx (m, k) += dout (m, n) · w (n, k);  dw (n, k) += doutᵀ · x (m, k);  dbias (n) += Σ_rows dout.
+// In BF16 mode dbias sums the unrounded dout.
 void linear_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w, int64_t m,
-                     int64_t k, int64_t n) {
-    if (dx != nullptr) sgemm(false, false, m, k, n, 1.0f, dout, n, w, k, 1.0f, dx, k);
-    if (dw != nullptr) sgemm(true, false, n, k, m, 1.0f, dout, n, x, k, 1.0f, dw, k);
+                     int64_t k, int64_t n, bool bf16_operands) {
+    std::vector<float> dout_bf16, x_bf16, w_bf16;
+    const float* dout_product = dout;
+    if (bf16_operands && (dx != nullptr || dw != nullptr)) {
+        dout_bf16 = rounded_to_bf16(dout, m * n);
+        dout_product = dout_bf16.data();
+        if (dx != nullptr) {
+            w_bf16 = rounded_to_bf16(w, n * k);
+            w = w_bf16.data();
+        }
+        if (dw != nullptr) {
+            x_bf16 = rounded_to_bf16(x, m * k);
+            x = x_bf16.data();
+        }
+    }
+    if (dx != nullptr) sgemm(false, false, m, k, n, 1.0f, dout_product, n, w, k, 1.0f, dx, k);
+    if (dw != nullptr) sgemm(true, false, n, k, m, 1.0f, dout_product, n, x, k, 1.0f, dw, k);
     if (dbias != nullptr) add_column_sums(dbias, m, n, [&](int64_t i, int64_t j) { return dout[i * n + j]; });
 }
 

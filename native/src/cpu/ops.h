@@ -20,11 +20,14 @@ namespace nvlm::cpu {
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// bf16_operands (the BF16 math mode): the products multiply copies of their operands rounded to
+// bf16 (bf16.h), in fp32 as ever; the bias, beta·c and the sums of dbias stay unrounded.
 void matmul(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool trans_a,
-            bool trans_b, float alpha, float beta);
-void linear_forward(float* out, const float* x, const float* w, const float* bias, int64_t m, int64_t k, int64_t n);
+            bool trans_b, float alpha, float beta, bool bf16_operands);
+void linear_forward(float* out, const float* x, const float* w, const float* bias, int64_t m, int64_t k, int64_t n,
+                    bool bf16_operands);
 void linear_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const float* w, int64_t m,
-                     int64_t k, int64_t n);
+                     int64_t k, int64_t n, bool bf16_operands);
 
 nvlm_status embedding_forward(float* out, const float* table, const int32_t* ids, int64_t n, int64_t vocab, int64_t d);
 nvlm_status embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t n, int64_t vocab,
@@ -47,13 +50,14 @@ void rope_forward(float* out, const float* x, const int32_t* pos, const float* i
 void rope_backward(float* dx, const float* dout, const int32_t* pos, const float* inv_freq, int64_t n_tokens,
                    int64_t n_heads, int64_t head_dim);
 
+// bf16_operands (the BF16 math mode): the products multiply q, k, v and (backward) dout rounded to bf16.
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const uint8_t* key_mask,
                        int64_t batch, int64_t tq, int64_t tk, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                       bool causal, float scale);
+                       bool causal, float scale, bool bf16_operands);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const uint8_t* key_mask, const float* out, const float* lse, int64_t batch,
                         int64_t tq, int64_t tk, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, bool causal,
-                        float scale);
+                        float scale, bool bf16_operands);
 
 void gelu_forward(float* out, const float* x, int64_t n);
 void gelu_backward(float* dx, const float* dout, const float* x, int64_t n);
@@ -74,11 +78,12 @@ void patchify_backward(float* dpixels, const float* dout, int64_t n, int64_t cha
 void pixel_shuffle_forward(float* out, const float* x, int64_t n, int64_t seq, int64_t d, int64_t scale);
 void pixel_shuffle_backward(float* dx, const float* dout, int64_t n, int64_t seq, int64_t d, int64_t scale);
 
+// bf16_operands (the BF16 math mode): the products multiply h, w and (backward) dlogits rounded to bf16.
 nvlm_status lm_logprob_forward(float* logp, float* lse, const float* h, const float* w, const int32_t* targets,
-                               int64_t n, int64_t d, int64_t vocab, int64_t chunk);
+                               int64_t n, int64_t d, int64_t vocab, int64_t chunk, bool bf16_operands);
 nvlm_status lm_logprob_backward(float* dh, float* dw, const float* dlogp, const float* h, const float* w,
                                 const int32_t* targets, const float* lse, int64_t n, int64_t d, int64_t vocab,
-                                int64_t chunk);
+                                int64_t chunk, bool bf16_operands);
 
 void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1, float beta2,
                 float eps, float weight_decay, int64_t step);

@@ -30,7 +30,11 @@
  * Limits of this first version: fp32 CUDA-core FMAs (no tensor cores, no bf16), plain
  * synchronous global → shared copies (no cp.async / TMA pipelining), and backward recomputes
  * S and dP in both gradient kernels. Softmax uses exp2 with log2(e) folded into the scale.
+ *
+ * In the BF16 math mode (nvlm_math_mode) head_dim ≤ 128 runs attention_bf16.cu's tensor-core
+ * kernels instead; head_dim > 128 in BF16 mode falls back to these fp32 kernels.
  */
+#include "attention_bf16.cuh"
 #include "backend.cuh"
 
 #include <cmath>
@@ -567,6 +571,12 @@ nvlm_status CudaBackend::attention_forward(float* out, float* lse, const float* 
     const OpScope scope(*this, "nvlm_attention_forward");
     if (head_dim > kMaxHeadDim) return unsupported_head_dim("nvlm_attention_forward", head_dim);
     if (batch == 0 || tq == 0) return NVLM_OK;
+    if (math_mode == NVLM_MATH_BF16 && head_dim <= kBf16AttentionMaxHeadDim) {
+        NVLM_CUDA_TRY("nvlm_attention_forward",
+                      launch_attention_bf16_forward(stream(), out, lse, q, k, v, key_mask, batch, tq, tk, n_heads,
+                                                    n_kv_heads, head_dim, causal, scale));
+        return after_launch("nvlm_attention_forward");
+    }
     const AttentionShape shape{batch, tq, tk, n_heads, n_kv_heads, head_dim, causal, scale};
     cudaError_t error = cudaSuccess;
     if (head_dim <= 64)
@@ -595,6 +605,12 @@ nvlm_status CudaBackend::attention_backward(float* dq, float* dk, float* dv, con
     float* delta = nullptr;
     NVLM_TRY(scratch(static_cast<size_t>(rows) * sizeof(float), reinterpret_cast<void**>(&delta),
                      "nvlm_attention_backward"));
+    if (math_mode == NVLM_MATH_BF16 && head_dim <= kBf16AttentionMaxHeadDim) {
+        NVLM_CUDA_TRY("nvlm_attention_backward",
+                      launch_attention_bf16_backward(stream(), dq, dk, dv, delta, dout, q, k, v, key_mask, out, lse,
+                                                     batch, tq, tk, n_heads, n_kv_heads, head_dim, causal, scale));
+        return after_launch("nvlm_attention_backward");
+    }
     constexpr int delta_threads = 256;
     attention_backward_delta_kernel<<<grid_for(rows * 32, delta_threads), delta_threads, 0, stream()>>>(delta, dout,
                                                                                                        out, shape);

@@ -157,7 +157,22 @@ public:
 
     // A scratch device buffer of at least nbytes owned by the backend and reused by the next op
     // (ops on one stream run in order, so one op's scratch is dead when the next one starts).
+    // A second call may move the buffer: an op that needs several regions carves them from one call.
     nvlm_status scratch(size_t nbytes, void** ptr, const char* op);
+
+    // out (n) = in (n) rounded to bf16 bits by bf16.cuh's round to nearest even, queued on the stream:
+    // nvlm_cast's f32 → bf16 and the BF16 math mode's operand copies (cast.cu).
+    nvlm_status to_bf16(uint16_t* out, const float* in, int64_t n, const char* op) const;
+
+    // Row-major c[i] (m, n) = alpha · op(a[i]) · op(b[i]) + beta · c[i], i < batch, on cuBLAS (gemm.cu):
+    // op(a) (m, k) stored (k, m) when trans_a, op(b) (k, n) stored (n, k) when trans_b, every operand
+    // contiguous and batches one matrix apart. gemm_f32 multiplies f32 operands in fp32 (the F32 math
+    // mode); gemm_bf16 multiplies bf16 operands (to_bf16's bits) on the tensor cores with fp32
+    // accumulation (the BF16 math mode). Queued on the stream; the caller ends the op with after_launch.
+    nvlm_status gemm_f32(const char* op, bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64_t k,
+        float alpha, const float* a, const float* b, float beta, float* c) const;
+    nvlm_status gemm_bf16(const char* op, bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64_t k,
+        float alpha, const uint16_t* a, const uint16_t* b, float beta, float* c) const;
 
     // A device copy of nbytes of host data (a launch table) that the backend keeps: queued for upload
     // on the stream only when the bytes differ from the previous call's, so a table that stays the same

@@ -4,10 +4,13 @@
  *   bf16 → f32  exact: the bf16 bits are the upper half of the f32,
  *   identity    a device-to-device copy of the n elements.
  * The conversions are elementwise grid-stride kernels, one element per thread per step. They use
- * the twin's bit manipulation rather than __float2bfloat16, so both backends give the same bits
- * for every input, NaN payloads included, without depending on a library's NaN convention.
+ * the twin's bit manipulation (bf16.cuh) rather than __float2bfloat16, so both backends give the
+ * same bits for every input, NaN payloads included, without depending on a library's NaN convention.
+ * The f32 → bf16 kernel is also CudaBackend::to_bf16, with which the BF16 math mode (gemm.cu,
+ * lm_logprob.cu) rounds its operands.
  */
 #include "backend.cuh"
+#include "bf16.cuh"
 
 namespace nvlm::cuda {
 
@@ -25,17 +28,6 @@ size_t dtype_size(nvlm_dtype dtype) {
     return 0;
 }
 
-// Adding 0x7FFF plus the lowest kept bit and truncating rounds to nearest, ties to even, and
-// carries into the exponent (up to Inf) where it must; NaNs are handled first because the carry
-// could turn one into Inf or flip its sign.
-__device__ uint16_t f32_to_bf16_bits(float value) {
-    const uint32_t bits = __float_as_uint(value);
-    const uint32_t sign = (bits >> 16) & 0x8000u;
-    if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>(sign | 0x7FC0u);
-    const uint32_t rounding_bias = 0x7FFFu + ((bits >> 16) & 1u);
-    return static_cast<uint16_t>((bits + rounding_bias) >> 16);
-}
-
 __global__ void cast_f32_to_bf16_kernel(uint16_t* out, const float* in, int64_t n) {
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -45,10 +37,17 @@ __global__ void cast_f32_to_bf16_kernel(uint16_t* out, const float* in, int64_t 
 __global__ void cast_bf16_to_f32_kernel(float* out, const uint16_t* in, int64_t n) {
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-        out[i] = __uint_as_float(static_cast<uint32_t>(in[i]) << 16);
+        out[i] = bf16_bits_to_f32(in[i]);
 }
 
 }  // namespace
+
+nvlm_status CudaBackend::to_bf16(uint16_t* out, const float* in, int64_t n, const char* op) const {
+    if (n == 0) return NVLM_OK;
+    cast_f32_to_bf16_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(out, in, n);
+    NVLM_CUDA_CHECK_LAUNCH(op);
+    return NVLM_OK;
+}
 
 nvlm_status CudaBackend::cast(void* dst, nvlm_dtype dst_dtype, const void* src, nvlm_dtype src_dtype, int64_t n) {
     const OpScope scope(*this, "nvlm_cast");
@@ -59,8 +58,7 @@ nvlm_status CudaBackend::cast(void* dst, nvlm_dtype dst_dtype, const void* src, 
             NVLM_CUDA_TRY("nvlm_cast", cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * dtype_size(dst_dtype),
                                                        cudaMemcpyDeviceToDevice, stream()));
     } else if (src_dtype == NVLM_F32) {
-        cast_f32_to_bf16_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(
-            static_cast<uint16_t*>(dst), static_cast<const float*>(src), n);
+        NVLM_TRY(to_bf16(static_cast<uint16_t*>(dst), static_cast<const float*>(src), n, "nvlm_cast"));
     } else {
         // The export admits only f32 ↔ bf16 besides identities, so this is bf16 → f32.
         cast_bf16_to_f32_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(

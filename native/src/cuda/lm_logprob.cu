@@ -7,8 +7,8 @@
  *                             dh (n, d) += dlogits · w;  dw (vocab, d) += dlogitsᵀ · h.
  *
  * Forward, per chunk of `chunk` vocab columns (the last may be partial): the logits block
- * h · w[v0 : v0 + width]ᵀ (n, width) comes from one cuBLAS GEMM (this backend's matmul), then
- * lm_logprob_forward_chunk_kernel gives each row a block of threads that reduces the block's
+ * h · w[v0 : v0 + width]ᵀ (n, width) comes from one cuBLAS GEMM (gemm.cu's gemm_f32 or gemm_bf16),
+ * then lm_logprob_forward_chunk_kernel gives each row a block of threads that reduces the block's
  * max (float) and Σ exp(logit − max) (double, like the twin's running sum), rescales the row's
  * running sum when the max grows (online logsumexp) and picks the target logit when the chunk
  * holds it. lm_logprob_forward_finish_kernel turns the running max and sum into lse and logp.
@@ -16,6 +16,14 @@
  * Backward recomputes each block by the same GEMM, lm_logprob_backward_dlogits_kernel turns it
  * into dlogits in place (one thread per element), and two GEMMs with beta = 1 add
  * dh += dlogits · w_chunk and dw[v0 : v0 + width] += dlogitsᵀ · h; a null dh or dw is skipped.
+ *
+ * Precision: fp32 storage in both math modes (nvlm_math_mode). F32: the GEMMs in fp32, as gemm.cu.
+ * BF16: the GEMMs' operands are rounded to bf16 (to_bf16, the twin's round to nearest even) and
+ * multiplied on the tensor cores with fp32 accumulation: h once per call, each chunk of w as it
+ * comes, and in backward dlogits, which the dlogits kernel writes already rounded into a bf16 block
+ * of its own (the twin computes them in fp32 and then rounds: the same values). The softmax,
+ * logsumexp and dlogits arithmetic stay fp32 / double as in F32 mode. The rounded copies are parts
+ * of the op's one scratch allocation, next to its other regions.
  *
  * Targets outside [0, vocab) other than -100 fail the op with the twin's message, which names the
  * first such position and its value. They are in device memory, so lm_logprob_check_targets_kernel
@@ -28,6 +36,7 @@
 #include <limits>
 
 #include "backend.cuh"
+#include "bf16.cuh"
 
 namespace nvlm::cuda {
 
@@ -136,10 +145,12 @@ __global__ void lm_logprob_forward_finish_kernel(float* logp, float* lse, const 
     }
 }
 
-// The logits block (n, width) of vocab columns [v0, v0 + width), in place, becomes
-// dlogits = g·(onehot(target) − exp(logit − lse)); one thread per element.
-__global__ void lm_logprob_backward_dlogits_kernel(float* block, const float* dlogp, const int32_t* targets,
-                                                   const float* lse, int64_t n, int64_t v0, int64_t width) {
+// The logits block (n, width) of vocab columns [v0, v0 + width) becomes
+// dlogits = g·(onehot(target) − exp(logit − lse)): in place, or with block_bf16 (BF16 mode) rounded
+// to bf16 into block_bf16 (n, width) instead; one thread per element.
+__global__ void lm_logprob_backward_dlogits_kernel(float* block, uint16_t* block_bf16, const float* dlogp,
+                                                   const int32_t* targets, const float* lse, int64_t n, int64_t v0,
+                                                   int64_t width) {
     const int64_t count = n * width;
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -148,7 +159,10 @@ __global__ void lm_logprob_backward_dlogits_kernel(float* block, const float* dl
         const float g = target == kIgnoreIndex ? 0.0f : dlogp[t];
         float value = -g * expf(block[i] - lse[t]);
         if (target == v0 + j) value += g;
-        block[i] = value;
+        if (block_bf16 != nullptr)
+            block_bf16[i] = f32_to_bf16_bits(value);
+        else
+            block[i] = value;
     }
 }
 
@@ -181,14 +195,20 @@ nvlm_status CudaBackend::lm_logprob_forward(float* logp, float* lse, const float
                                             int64_t chunk) {
     constexpr const char* op = "nvlm_lm_logprob_forward";
     const OpScope scope(*this, op);
+    const bool bf16 = math_mode == NVLM_MATH_BF16;
     const int64_t width_max = std::min(chunk, vocab);
     // Scratch: the bad-target position, running sum (n, double), running max (n), target logit
-    // (n), logits block (n, width_max); each region 256-byte aligned.
+    // (n), logits block (n, width_max), and in BF16 mode the rounded h (n, d) and w chunk
+    // (width_max, d); each region 256-byte aligned.
     const size_t sum_offset = align_256(sizeof(unsigned long long));
     const size_t max_offset = sum_offset + align_256(static_cast<size_t>(n) * sizeof(double));
     const size_t target_offset = max_offset + align_256(static_cast<size_t>(n) * sizeof(float));
     const size_t logits_offset = target_offset + align_256(static_cast<size_t>(n) * sizeof(float));
-    const size_t nbytes = logits_offset + static_cast<size_t>(n) * static_cast<size_t>(width_max) * sizeof(float);
+    const size_t logits_bytes = static_cast<size_t>(n) * static_cast<size_t>(width_max) * sizeof(float);
+    const size_t h_offset = logits_offset + align_256(logits_bytes);
+    const size_t w_offset = h_offset + align_256(static_cast<size_t>(n * d) * sizeof(uint16_t));
+    const size_t nbytes =
+        bf16 ? w_offset + static_cast<size_t>(width_max * d) * sizeof(uint16_t) : logits_offset + logits_bytes;
     void* base = nullptr;
     NVLM_TRY(scratch(nbytes, &base, op));
     char* bytes = static_cast<char*>(base);
@@ -197,6 +217,8 @@ nvlm_status CudaBackend::lm_logprob_forward(float* logp, float* lse, const float
     auto* running_max = reinterpret_cast<float*>(bytes + max_offset);
     auto* target_logit = reinterpret_cast<float*>(bytes + target_offset);
     auto* logits = reinterpret_cast<float*>(bytes + logits_offset);
+    auto* h_bf16 = reinterpret_cast<uint16_t*>(bytes + h_offset);
+    auto* w_bf16 = reinterpret_cast<uint16_t*>(bytes + w_offset);
 
     NVLM_TRY(check_targets(*this, op, first_bad, targets, n, vocab));
     if (n == 0) return NVLM_OK;
@@ -204,10 +226,16 @@ nvlm_status CudaBackend::lm_logprob_forward(float* logp, float* lse, const float
     lm_logprob_forward_init_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(running_max, running_sum,
                                                                                     target_logit, n);
     NVLM_CUDA_CHECK_LAUNCH(op);
+    if (bf16) NVLM_TRY(to_bf16(h_bf16, h, n * d, op));
     for (int64_t v0 = 0; v0 < vocab; v0 += chunk) {
         const int64_t width = std::min(chunk, vocab - v0);
-        // logits (n, width) = h (n, d) · w[v0 : v0 + width] (width, d)ᵀ; matmul uses no scratch.
-        NVLM_TRY(matmul(logits, h, w + v0 * d, 1, n, width, d, false, true, 1.0f, 0.0f));
+        // logits (n, width) = h (n, d) · w[v0 : v0 + width] (width, d)ᵀ
+        if (bf16) {
+            NVLM_TRY(to_bf16(w_bf16, w + v0 * d, width * d, op));
+            NVLM_TRY(gemm_bf16(op, false, true, 1, n, width, d, 1.0f, h_bf16, w_bf16, 0.0f, logits));
+        } else {
+            NVLM_TRY(gemm_f32(op, false, true, 1, n, width, d, 1.0f, h, w + v0 * d, 0.0f, logits));
+        }
         lm_logprob_forward_chunk_kernel<<<row_blocks(n), kThreads, 0, stream()>>>(
             running_max, running_sum, target_logit, logits, targets, n, v0, width);
         NVLM_CUDA_CHECK_LAUNCH(op);
@@ -222,31 +250,57 @@ nvlm_status CudaBackend::lm_logprob_backward(float* dh, float* dw, const float* 
                                              int64_t d, int64_t vocab, int64_t chunk) {
     constexpr const char* op = "nvlm_lm_logprob_backward";
     const OpScope scope(*this, op);
+    const bool bf16 = math_mode == NVLM_MATH_BF16;
     const int64_t width_max = std::min(chunk, vocab);
-    // Scratch: the bad-target position, then the dlogits block (n, width_max), 256-byte aligned.
+    // Scratch: the bad-target position, the logits / dlogits block (n, width_max), and in BF16 mode
+    // the rounded h (n, d), w chunk (width_max, d) and dlogits (n, width_max); each region 256-byte
+    // aligned.
     const size_t block_offset = align_256(sizeof(unsigned long long));
-    const size_t nbytes = block_offset + static_cast<size_t>(n) * static_cast<size_t>(width_max) * sizeof(float);
+    const size_t block_bytes = static_cast<size_t>(n) * static_cast<size_t>(width_max) * sizeof(float);
+    const size_t h_offset = block_offset + align_256(block_bytes);
+    const size_t w_offset = h_offset + align_256(static_cast<size_t>(n * d) * sizeof(uint16_t));
+    const size_t dlogits_bf16_offset = w_offset + align_256(static_cast<size_t>(width_max * d) * sizeof(uint16_t));
+    const size_t nbytes = bf16 ? dlogits_bf16_offset + static_cast<size_t>(n * width_max) * sizeof(uint16_t)
+                               : block_offset + block_bytes;
     void* base = nullptr;
     NVLM_TRY(scratch(nbytes, &base, op));
     char* bytes = static_cast<char*>(base);
     auto* first_bad = reinterpret_cast<unsigned long long*>(bytes);
     auto* dlogits = reinterpret_cast<float*>(bytes + block_offset);
+    auto* h_bf16 = reinterpret_cast<uint16_t*>(bytes + h_offset);
+    auto* w_bf16 = reinterpret_cast<uint16_t*>(bytes + w_offset);
+    auto* dlogits_bf16 = reinterpret_cast<uint16_t*>(bytes + dlogits_bf16_offset);
 
     NVLM_TRY(check_targets(*this, op, first_bad, targets, n, vocab));
     if (dh == nullptr && dw == nullptr) return NVLM_OK;
 
+    if (bf16) NVLM_TRY(to_bf16(h_bf16, h, n * d, op));
     for (int64_t v0 = 0; v0 < vocab; v0 += chunk) {
         const int64_t width = std::min(chunk, vocab - v0);
         const float* w_chunk = w + v0 * d;
-        // dlogits (n, width) = h · w_chunkᵀ, then in place g·(onehot − softmax); matmul uses no scratch.
-        NVLM_TRY(matmul(dlogits, h, w_chunk, 1, n, width, d, false, true, 1.0f, 0.0f));
+        // dlogits (n, width) = h · w_chunkᵀ, then g·(onehot − softmax): in place, or rounded into
+        // dlogits_bf16 in BF16 mode.
+        if (bf16) {
+            NVLM_TRY(to_bf16(w_bf16, w_chunk, width * d, op));
+            NVLM_TRY(gemm_bf16(op, false, true, 1, n, width, d, 1.0f, h_bf16, w_bf16, 0.0f, dlogits));
+        } else {
+            NVLM_TRY(gemm_f32(op, false, true, 1, n, width, d, 1.0f, h, w_chunk, 0.0f, dlogits));
+        }
         lm_logprob_backward_dlogits_kernel<<<grid_for(n * width, kThreads), kThreads, 0, stream()>>>(
-            dlogits, dlogp, targets, lse, n, v0, width);
+            dlogits, bf16 ? dlogits_bf16 : nullptr, dlogp, targets, lse, n, v0, width);
         NVLM_CUDA_CHECK_LAUNCH(op);
-        // dh (n, d) += dlogits (n, width) · w_chunk (width, d)
-        if (dh != nullptr) NVLM_TRY(matmul(dh, dlogits, w_chunk, 1, n, d, width, false, false, 1.0f, 1.0f));
+        // dh (n, d) += dlogits (n, width) · w_chunk (width, d);
         // dw[v0 : v0 + width] (width, d) += dlogitsᵀ (width, n) · h (n, d)
-        if (dw != nullptr) NVLM_TRY(matmul(dw + v0 * d, dlogits, h, 1, width, d, n, true, false, 1.0f, 1.0f));
+        if (bf16) {
+            if (dh != nullptr)
+                NVLM_TRY(gemm_bf16(op, false, false, 1, n, d, width, 1.0f, dlogits_bf16, w_bf16, 1.0f, dh));
+            if (dw != nullptr)
+                NVLM_TRY(gemm_bf16(op, true, false, 1, width, d, n, 1.0f, dlogits_bf16, h_bf16, 1.0f, dw + v0 * d));
+        } else {
+            if (dh != nullptr) NVLM_TRY(gemm_f32(op, false, false, 1, n, d, width, 1.0f, dlogits, w_chunk, 1.0f, dh));
+            if (dw != nullptr)
+                NVLM_TRY(gemm_f32(op, true, false, 1, width, d, n, 1.0f, dlogits, h, 1.0f, dw + v0 * d));
+        }
     }
     return after_launch(op);
 }

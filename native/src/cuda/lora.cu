@@ -20,6 +20,7 @@
  *
  * Precision: fp32 throughout; cuBLAS in its default fp32 math (no TF32, as gemm.cu), the rank sums
  * of up in fp32 registers. Row-major products go to column-major cuBLAS as gemm.cu explains.
+ * The BF16 math mode does not apply: the adapter's products stay fp32 in both modes.
  */
 #include <algorithm>
 #include <climits>

@@ -107,6 +107,26 @@ public sealed class TrainCliTests(TrainCliWorkspace workspace) : IClassFixture<T
     }
 
     [Fact]
+    public void Train_dpo_with_bf16_computes_in_bf16_math_and_still_trains()
+    {
+        string f32 = _dir.Path("f32"), bf16 = _dir.Path("bf16");
+        (int exitCode, string log) = CliTests.RunHost(Dpo(f32, "--max_steps", "2"));
+        Assert.True(exitCode == 0, log);
+
+        (exitCode, log) = CliTests.RunHost(Dpo(bf16, "--max_steps", "2", "--bf16"));
+
+        Assert.True(exitCode == 0, log);
+        Assert.Contains("(none, cpu, bf16)", log);
+        using SafeTensorsReader f32Adapter = SafeTensorsReader.Open(Path.Combine(f32, LoraAdapterSet.WeightsFileName));
+        using SafeTensorsReader bf16Adapter = SafeTensorsReader.Open(Path.Combine(bf16, LoraAdapterSet.WeightsFileName));
+        string[] loraB = bf16Adapter.Names.Where(n => n.Contains("lora_B", StringComparison.Ordinal)).ToArray();
+        // lora_B starts at zero: the optimizer stepped in bf16 math too.
+        Assert.Contains(loraB, n => bf16Adapter.ReadFloat32(n).Any(v => v != 0));
+        // The two runs differ only in the math mode, so equal adapters would mean --bf16 never reached the ops.
+        Assert.Contains(loraB, n => !bf16Adapter.ReadFloat32(n).SequenceEqual(f32Adapter.ReadFloat32(n)));
+    }
+
+    [Fact]
     public void Train_dpo_resume_continues_from_the_newest_checkpoint_to_the_uninterrupted_adapter()
     {
         // A constant schedule, so a run of 2 steps is the first half of a run of 4 (a decaying one
