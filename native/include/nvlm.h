@@ -244,6 +244,13 @@ NVLM_API nvlm_status nvlm_residual_forward(nvlm_context* ctx, nvlm_buffer* out, 
 NVLM_API nvlm_status nvlm_residual_backward(nvlm_context* ctx, nvlm_buffer* da, nvlm_buffer* db,
                                             const nvlm_buffer* dout, int64_t n);
 
+/* Bias add: out (m, n) = x (m, n) + bias (n) on every row (out may alias x).
+ * Backward: dx += dout, dbias (n) += Σ_rows dout. */
+NVLM_API nvlm_status nvlm_bias_add_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x,
+                                           const nvlm_buffer* bias, int64_t m, int64_t n);
+NVLM_API nvlm_status nvlm_bias_add_backward(nvlm_context* ctx, nvlm_buffer* dx, nvlm_buffer* dbias,
+                                            const nvlm_buffer* dout, int64_t m, int64_t n);
+
 /* Scale: out = alpha · x (n).  Backward: dx += alpha · dout. */
 NVLM_API nvlm_status nvlm_scale_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x,
                                         float alpha, int64_t n);

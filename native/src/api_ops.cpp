@@ -397,6 +397,30 @@ NVLM_API nvlm_status nvlm_residual_backward(nvlm_context* ctx, nvlm_buffer* da, 
     });
 }
 
+NVLM_API nvlm_status nvlm_bias_add_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x,
+                                           const nvlm_buffer* bias, int64_t m, int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "out", out, kF32, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "x", x, kF32, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "bias", bias, kF32, {{"n", n}}));
+        return ctx->backend->bias_add_forward(data<float>(out), data<const float>(x), data<const float>(bias), m, n);
+    });
+}
+
+NVLM_API nvlm_status nvlm_bias_add_backward(nvlm_context* ctx, nvlm_buffer* dx, nvlm_buffer* dbias,
+                                            const nvlm_buffer* dout, int64_t m, int64_t n) {
+    return guarded(__func__, [&](const char* fn) {
+        NVLM_TRY(check_context(fn, ctx));
+        NVLM_TRY(check_sizes(fn, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dx", dx, kF32, {{"m", m}, {"n", n}}));
+        NVLM_TRY(check_optional_buffer(fn, ctx, "dbias", dbias, kF32, {{"n", n}}));
+        NVLM_TRY(check_buffer(fn, ctx, "dout", dout, kF32, {{"m", m}, {"n", n}}));
+        return ctx->backend->bias_add_backward(data<float>(dx), data<float>(dbias), data<const float>(dout), m, n);
+    });
+}
+
 NVLM_API nvlm_status nvlm_scale_forward(nvlm_context* ctx, nvlm_buffer* out, const nvlm_buffer* x, float alpha,
                                         int64_t n) {
     return guarded(__func__, [&](const char* fn) {

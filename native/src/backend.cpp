@@ -101,6 +101,14 @@ nvlm_status Backend::residual_backward(float*, float*, const float*, int64_t) {
     return unsupported("nvlm_residual_backward");
 }
 
+nvlm_status Backend::bias_add_forward(float*, const float*, const float*, int64_t, int64_t) {
+    return unsupported("nvlm_bias_add_forward");
+}
+
+nvlm_status Backend::bias_add_backward(float*, float*, const float*, int64_t, int64_t) {
+    return unsupported("nvlm_bias_add_backward");
+}
+
 nvlm_status Backend::scale_forward(float*, const float*, float, int64_t) { return unsupported("nvlm_scale_forward"); }
 nvlm_status Backend::scale_backward(float*, const float*, float, int64_t) { return unsupported("nvlm_scale_backward"); }
 nvlm_status Backend::sum_forward(float*, const float*, int64_t) { return unsupported("nvlm_sum_forward"); }

@@ -3,7 +3,7 @@ using Xunit;
 
 namespace NativeVlm.Tests;
 
-/// <summary>Gelu, SwiGlu, Residual, Scale and Sum against the double reference and finite differences.</summary>
+/// <summary>Gelu, SwiGlu, Residual, BiasAdd, Scale and Sum against the double reference and finite differences.</summary>
 public class ElementwiseTests
 {
     private const double U = 1.0 / (1 << 24); // fp32 unit roundoff
@@ -11,7 +11,7 @@ public class ElementwiseTests
     // Gelu and SiLU are smooth: h = 1e-6 gives truncation ~1e-13·|∂³L| and cancellation ~1e-10·|L|.
     private const double SmoothStep = 1e-6;
 
-    // Residual, Scale and Sum are linear: the central difference is exact for any h, and h = 1 keeps
+    // Residual, BiasAdd, Scale and Sum are linear: the central difference is exact for any h, and h = 1 keeps
     // the cancellation at ~1e-15.
     private const double LinearStep = 1;
 
@@ -63,6 +63,28 @@ public class ElementwiseTests
                 // ≲ 10 (|g| < 5, |up| < 2): ≲ 10·10·U ≈ 6e-6 absolute.
                 backward: new Tol(1e-5, 1e-5),
                 SmoothStep);
+        }
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
+    public void Bias_add_adds_the_bias_to_every_row_and_sums_its_gradient_over_rows(string backend)
+    {
+        using Context ctx = Backends.Open(backend);
+        var rng = new Random(408);
+        foreach (long[] shape in Shapes)
+        {
+            long n = shape[^1];
+            OpCheck.Run(ctx, $"bias_add shape=[{string.Join(", ", shape)}]",
+                [Arg.Random("x", rng, shape), Arg.Random("bias", rng, [n])], shape,
+                t => Ops.BiasAdd(t[0], t[1]),
+                x => x[0].Select((v, i) => v + x[1][i % n]).ToArray(),
+                // One correctly rounded fp32 add: |fl(x + b) − (x + b)| ≤ U·|x + b|.
+                forward: new Tol(0, U),
+                // dx = 0 + dout is exact; dbias sums at most 2·3 = 6 rows of |dout| < 1, rounded once to
+                // fp32 from a double sum: ≤ U·6 ≈ 3.6e-7, far below 1e-6 and far below a missed row (O(0.1)).
+                backward: new Tol(1e-6, 0),
+                LinearStep);
         }
     }
 

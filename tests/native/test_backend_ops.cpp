@@ -1292,6 +1292,49 @@ void add_residual_cases(std::vector<CaseSpec>& cases) {
     }
 }
 
+void add_bias_add_cases(std::vector<CaseSpec>& cases) {
+    struct Shape { int64_t m, n; };
+    // A single element; a single row; odd sizes; the column sums' several row chunks (> 64 rows) and a
+    // partial 32-column tile.
+    const Shape shapes[] = {{1, 1}, {1, 300}, {7, 33}, {1000, 77}};
+    for (const Shape& s : shapes) {
+        const std::string shape = dims({{"m", s.m}, {"n", s.n}});
+        cases.push_back({"bias_add_forward" + shape, [s](Random& rng, nvlm_context*) {
+            Case c;
+            const int ix = c.input("x", rng.uniform(s.m * s.n, -1.0f, 1.0f)), ibias = c.input("bias", rng.uniform(s.n, -1.0f, 1.0f));
+            const int iout = c.output("out", s.m * s.n, exact());  // one correctly rounded add
+            c.call = [=](nvlm_context* ctx, const Buffers& buf) {
+                return nvlm_bias_add_forward(ctx, buf[iout], buf[ix], buf[ibias], s.m, s.n);
+            };
+            return c;
+        }});
+        struct Wanted { bool dx, dbias; const char* label; };
+        const Wanted variants[] = {{true, true, ""}, {true, false, " dbias=null"}, {false, true, " dx=null"}};
+        for (const Wanted& want : variants) {
+            if (want.label[0] != '\0' && s.m != 7) continue;
+            cases.push_back({"bias_add_backward" + shape + want.label, [s, want](Random& rng, nvlm_context*) {
+                Case c;
+                const auto dout = rng.uniform(s.m * s.n, -1.0f, 1.0f);
+                const int idout = c.input("dout", dout);
+                // dx: one add into the gradient, exact. dbias: m terms of dout per column plus the initial
+                // value, in any order: sum_bound over their absolute values.
+                const int idx = want.dx ? c.accumulated("dx", rng.uniform(s.m * s.n, -1.0f, 1.0f), exact()) : -1;
+                int idbias = -1;
+                if (want.dbias) {
+                    const auto dbias0 = rng.uniform(s.n, -1.0f, 1.0f);
+                    auto magnitude = abs_of(dbias0);
+                    for (int64_t i = 0; i < s.m * s.n; i++) magnitude[i % s.n] += std::fabs(dout[i]);
+                    idbias = c.accumulated("dbias", dbias0, sum_bound(magnitude, s.m + 1));
+                }
+                c.call = [=](nvlm_context* ctx, const Buffers& buf) {
+                    return nvlm_bias_add_backward(ctx, maybe(buf, idx), maybe(buf, idbias), buf[idout], s.m, s.n);
+                };
+                return c;
+            }});
+        }
+    }
+}
+
 void add_scale_cases(std::vector<CaseSpec>& cases) {
     const float alpha = -0.7f;
     for (int64_t n : kElementwiseSizes) {
@@ -2263,6 +2306,7 @@ std::vector<CaseSpec> all_cases() {
     add_gelu_cases(cases);
     add_swiglu_cases(cases);
     add_residual_cases(cases);
+    add_bias_add_cases(cases);
     add_scale_cases(cases);
     add_sum_cases(cases);
     add_patchify_cases(cases);

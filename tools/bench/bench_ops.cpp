@@ -677,6 +677,24 @@ void add_elementwise(std::vector<Bench>& benches, const Sizes& s) {
         nvlm_context* ctx = b.ctx();
         return Work{0, f32(5.0 * n), [=] { return nvlm_residual_backward(ctx, da, db, dout, n); }};
     }});
+    // The bias of the vision MLP's up projection (fc1) when its product is NF4, or DoRA's unbiased one.
+    const int64_t bias_m = s.vision_tokens, bias_n = s.vision_intermediate;
+    benches.push_back({"bias_add_forward", {{"m", bias_m}, {"n", bias_n}}, "", [=](Buffers& b) {
+        nvlm_buffer* x = b.random_f32(bias_m * bias_n);
+        nvlm_buffer* bias = b.random_f32(bias_n);
+        nvlm_buffer* out = b.zeros_f32(bias_m * bias_n);
+        nvlm_context* ctx = b.ctx();
+        return Work{0, f32(2.0 * bias_m * bias_n + bias_n), [=] { return nvlm_bias_add_forward(ctx, out, x, bias, bias_m, bias_n); }};
+    }});
+    benches.push_back({"bias_add_backward", {{"m", bias_m}, {"n", bias_n}}, "", [=](Buffers& b) {
+        nvlm_buffer* dout = b.random_f32(bias_m * bias_n);
+        nvlm_buffer* dx = b.zeros_f32(bias_m * bias_n);
+        nvlm_buffer* dbias = b.zeros_f32(bias_n);
+        nvlm_context* ctx = b.ctx();
+        return Work{0, f32(3.0 * bias_m * bias_n + 2.0 * bias_n), [=] {
+            return nvlm_bias_add_backward(ctx, dx, dbias, dout, bias_m, bias_n);
+        }};
+    }});
     benches.push_back({"scale_forward", {{"n", n}}, "", [=](Buffers& b) {
         nvlm_buffer* x = b.random_f32(n);
         nvlm_buffer* out = b.zeros_f32(n);

@@ -189,6 +189,16 @@ public:
         return NVLM_OK;
     }
 
+    nvlm_status bias_add_forward(float* out, const float* x, const float* bias, int64_t m, int64_t n) override {
+        cpu::bias_add_forward(out, x, bias, m, n);
+        return NVLM_OK;
+    }
+
+    nvlm_status bias_add_backward(float* dx, float* dbias, const float* dout, int64_t m, int64_t n) override {
+        cpu::bias_add_backward(dx, dbias, dout, m, n);
+        return NVLM_OK;
+    }
+
     nvlm_status scale_forward(float* out, const float* x, float alpha, int64_t n) override {
         cpu::scale_forward(out, x, alpha, n);
         return NVLM_OK;

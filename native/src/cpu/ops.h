@@ -65,6 +65,9 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
 void residual_forward(float* out, const float* a, const float* b, int64_t n);
 void residual_backward(float* da, float* db, const float* dout, int64_t n);
+
+void bias_add_forward(float* out, const float* x, const float* bias, int64_t m, int64_t n);
+void bias_add_backward(float* dx, float* dbias, const float* dout, int64_t m, int64_t n);
 void scale_forward(float* out, const float* x, float alpha, int64_t n);
 void scale_backward(float* dx, const float* dout, float alpha, int64_t n);
 void sum_forward(float* out, const float* x, int64_t n);

@@ -89,6 +89,10 @@ public:
         int64_t n) override;
     nvlm_status residual_forward(float* out, const float* a, const float* b, int64_t n) override;
     nvlm_status residual_backward(float* da, float* db, const float* dout, int64_t n) override;
+
+    // ---- bias add: bias_add.cu ----
+    nvlm_status bias_add_forward(float* out, const float* x, const float* bias, int64_t m, int64_t n) override;
+    nvlm_status bias_add_backward(float* dx, float* dbias, const float* dout, int64_t m, int64_t n) override;
     nvlm_status scale_forward(float* out, const float* x, float alpha, int64_t n) override;
     nvlm_status scale_backward(float* dx, const float* dout, float alpha, int64_t n) override;
     nvlm_status sum_forward(float* out, const float* x, int64_t n) override;

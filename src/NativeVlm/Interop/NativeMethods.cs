@@ -112,6 +112,13 @@ internal static partial class NativeMethods
         BufferHandle dout, long n);
 
     [LibraryImport(Library)]
+    internal static partial int nvlm_bias_add_forward(ContextHandle ctx, BufferHandle output, BufferHandle x,
+        BufferHandle bias, long m, long n);
+    [LibraryImport(Library)]
+    internal static partial int nvlm_bias_add_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dbias,
+        BufferHandle dout, long m, long n);
+
+    [LibraryImport(Library)]
     internal static partial int nvlm_scale_forward(ContextHandle ctx, BufferHandle output, BufferHandle x, float alpha, long n);
     [LibraryImport(Library)]
     internal static partial int nvlm_scale_backward(ContextHandle ctx, BufferHandle dx, BufferHandle dout, float alpha, long n);
