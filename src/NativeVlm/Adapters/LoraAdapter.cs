@@ -65,7 +65,9 @@ public sealed class LoraAdapter : ILinearAdapter, IDisposable
             ? [("lora_A.weight", A), ("lora_B.weight", B)]
             : [("lora_A.weight", A), ("lora_B.weight", B), ("lora_magnitude_vector", Magnitude)];
 
-    public Tensor Forward(Tensor x, Tensor baseOutput)
+    public bool ScalesProjection => Magnitude != null;
+
+    public Tensor Forward(Tensor x, Tensor baseOutput, Tensor? projection)
     {
         Tensor input = _set.Training && Dropout > 0 ? LoraDropout.Apply(x, Dropout, _set.DropoutRandom) : x;
         if (Magnitude == null)
@@ -74,8 +76,8 @@ public sealed class LoraAdapter : ILinearAdapter, IDisposable
         }
 
         // DoRA through the fused op: y = base(x) + (g − 1)⊙(x'·Wᵀ) + g⊙s·B·A·x', g = m / ‖W + s·B·A‖ the op's
-        // column scale. x'·Wᵀ is base(x) itself when x' = x and the module has no bias; otherwise (dropout,
-        // or a bias that DoRA leaves unscaled) it is one more base projection of x' without the bias.
+        // column scale. x'·Wᵀ is the module's projection when x' = x (base(x) itself without a bias); under
+        // dropout it is one more base projection of x', without the bias, which DoRA leaves unscaled.
         _ = TensorScope.Current
             ?? throw new InvalidOperationException("a DoRA forward runs inside a TensorScope (or a Tape) that owns its tensors");
         // The detached norm and its reciprocal stay on the device, constants of the tape (the backward of
@@ -86,7 +88,7 @@ public sealed class LoraAdapter : ILinearAdapter, IDisposable
         // adapter), as PEFT's m / ‖·‖ is, so that the adapter then leaves the output bit for bit unchanged.
         Tensor gMinusOne = RowOps.ScaleRows(Ops.Residual(Magnitude, Ops.Scale(norm, -1f)).Reshape(outFeatures, 1), inverseNorm!);
         Tensor g = Ops.Residual(gMinusOne.Reshape(outFeatures), _ones!);
-        Tensor baseWithoutBias = ReferenceEquals(input, x) && Module.Bias == null ? baseOutput : Module.Weight.Forward(input, null);
+        Tensor baseWithoutBias = ReferenceEquals(input, x) && projection != null ? projection : Module.Weight.Forward(input, null);
         return Ops.Lora(baseOutput, baseWithoutBias, input, A, B, g, Scaling);
     }
 

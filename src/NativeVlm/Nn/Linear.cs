@@ -15,8 +15,18 @@ public interface ILinearAdapter
     /// <summary>False while adapters are switched off (e.g. for the DPO reference model): the module then computes its base output only.</summary>
     bool IsEnabled { get; }
 
-    /// <summary>x [..., in] and the base output x·Wᵀ + bias [..., out] → the adapted output [..., out].</summary>
-    Tensor Forward(Tensor x, Tensor baseOutput);
+    /// <summary>
+    /// True when the adapter scales the base projection x·Wᵀ but not the bias (DoRA): the module then
+    /// takes its product without the bias, adds the bias on its own, and passes both.
+    /// </summary>
+    bool ScalesProjection { get; }
+
+    /// <summary>
+    /// x [..., in], the base output x·Wᵀ + bias [..., out] and, when the module has it at hand, the
+    /// projection x·Wᵀ without the bias (the base output itself when there is no bias; null when the
+    /// module has a bias and the adapter does not scale the projection) → the adapted output [..., out].
+    /// </summary>
+    Tensor Forward(Tensor x, Tensor baseOutput, Tensor? projection);
 }
 
 /// <summary>
@@ -63,8 +73,19 @@ public sealed class Linear : IDisposable
     /// <summary>x [..., in] → [..., out]: x·Wᵀ + bias, plus the adapter's contribution while it is enabled.</summary>
     public Tensor Forward(Tensor x)
     {
-        Tensor y = Weight.Forward(x, Bias);
-        return Adapter is { IsEnabled: true } adapter ? adapter.Forward(x, y) : y;
+        if (Adapter is not { IsEnabled: true } adapter)
+        {
+            return Weight.Forward(x, Bias);
+        }
+        if (Bias == null || !adapter.ScalesProjection)
+        {
+            Tensor y = Weight.Forward(x, Bias);
+            return adapter.Forward(x, y, Bias == null ? y : null);
+        }
+        // One product without the bias serves as the adapter's projection and, with the bias added, as the
+        // base output: neither a second product nor a [rows, out] copy of the bias.
+        Tensor projection = Weight.Forward(x, null);
+        return adapter.Forward(x, Ops.BiasAdd(projection, Bias), projection);
     }
 
     public void Attach(ILinearAdapter adapter)

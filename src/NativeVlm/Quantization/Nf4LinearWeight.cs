@@ -1,4 +1,3 @@
-using NativeVlm.Autograd;
 using NativeVlm.Nn;
 using NativeVlm.Tensors;
 
@@ -26,22 +25,12 @@ public sealed class Nf4LinearWeight : ILinearWeight
 
     /// <summary>
     /// x·dequant(W)ᵀ, then the bias added as bitsandbytes' matmul_4bit adds it. The NF4 op takes no
-    /// bias, so it is broadcast over the rows by a rank-1 product (ones [rows, 1] · bias [1, out])
-    /// and added; both are recorded ops, so the bias would get its gradient if it were trainable.
+    /// bias, so a recorded bias add follows (the bias would get its gradient if it were trainable).
     /// </summary>
     public Tensor Forward(Tensor x, Tensor? bias)
     {
         Tensor y = Ops.Nf4Linear(x, Weight);
-        if (bias == null)
-        {
-            return y;
-        }
-        TensorScope scope = TensorScope.Current
-            ?? throw new InvalidOperationException("an NF4 Linear with a bias runs inside a TensorScope (or a Tape) that owns its temporaries");
-        long rows = y.ElementCount / OutFeatures;
-        Tensor ones = scope.Own(Tensor.FromArray(Context, Enumerable.Repeat(1f, checked((int)rows)).ToArray(), rows, 1));
-        Tensor broadcastBias = Ops.Matmul(ones, bias.Reshape(1, OutFeatures));
-        return Ops.Residual(y, broadcastBias.Reshape(y.Shape.ToArray()));
+        return bias == null ? y : Ops.BiasAdd(y, bias);
     }
 
     public Tensor ToDense() => Weight.Dequantize();
