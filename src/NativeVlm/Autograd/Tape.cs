@@ -3,15 +3,43 @@ using NativeVlm.Tensors;
 
 namespace NativeVlm.Autograd;
 
-/// <summary>One recorded op: its output and the closure that adds d(output) into its inputs' grads.</summary>
-internal sealed class Node(string name, Tensor output, Action<Tensor> backward)
+/// <summary>
+/// One recorded op: its output, the closure that adds d(output) into its inputs' grads, and the storage of
+/// every tensor that closure reads. Holding those storages keeps them alive after their tensors are
+/// disposed (a model frees each layer's other intermediates when the layer's forward ends), until the
+/// node's backward has run or the tape is done.
+/// </summary>
+internal sealed class Node
 {
-    public string Name { get; } = name;
+    private Storage[]? _saved;
 
-    public Tensor Output { get; } = output;
+    public Node(string name, Tensor output, Action<Tensor> backward, Tensor?[] saved)
+    {
+        Name = name;
+        Output = output;
+        Backward = backward;
+        _saved = saved.OfType<Tensor>().Select(t => t.Storage.AddRef()).ToArray();
+    }
+
+    public string Name { get; }
+
+    public Tensor Output { get; }
 
     /// <summary>Receives d(loss)/d(output) and adds into the gradients of the inputs that want one.</summary>
-    public Action<Tensor> Backward { get; } = backward;
+    public Action<Tensor> Backward { get; }
+
+    /// <summary>Lets go of the saved storages (once): the backward will not run again.</summary>
+    public void ReleaseSaved()
+    {
+        Storage[]? saved = Interlocked.Exchange(ref _saved, null);
+        if (saved != null)
+        {
+            foreach (Storage storage in saved)
+            {
+                storage.Release();
+            }
+        }
+    }
 }
 
 /// <summary>
@@ -91,9 +119,11 @@ public sealed class Tape : TensorScope
             Tensor? grad = node.Output.Grad;
             if (grad == null)
             {
+                node.ReleaseSaved();
                 continue;
             }
             node.Backward(grad);
+            node.ReleaseSaved();
             // An op output's gradient has been passed on to the op's inputs and is no longer needed.
             node.Output.Grad = null;
             grad.Dispose();
@@ -107,6 +137,7 @@ public sealed class Tape : TensorScope
         {
             _currentTape = _outerTape;
         }
+        _nodes.ForEach(node => node.ReleaseSaved());
         _nodes.Clear();
         base.Dispose();
     }

@@ -366,9 +366,12 @@ public sealed class SiglipVisionModel : IDisposable
             {
                 SiglipEncoderLayer layer = Layers[i];
                 // Forward only: a checkpointed layer's rerun happens in backward, outside this range.
+                // The layer's own scope frees its intermediates when its forward ends; the tape keeps what
+                // backward reads.
                 using (ctx.Range($"vision.layers.{i}"))
+                using (var layerScope = new TensorScope())
                 {
-                    h = GradientCheckpointing ? Checkpoint.Run(x => layer.Forward(x, keyMask), h) : layer.Forward(h, keyMask);
+                    h = layerScope.Keep(GradientCheckpointing ? Checkpoint.Run(x => layer.Forward(x, keyMask), h) : layer.Forward(h, keyMask));
                 }
                 trace?.Invoke($"vision.layer_output.{i}", h);
             }

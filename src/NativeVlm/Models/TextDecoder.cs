@@ -445,9 +445,12 @@ public sealed class TextDecoder : IDisposable
             {
                 TextDecoderLayer layer = _layers[i];
                 // Forward only: a checkpointed layer's rerun happens in backward, outside this range.
+                // The layer's own scope frees its intermediates when its forward ends; the tape keeps what
+                // backward reads.
                 using (inputsEmbeds.Context.Range($"text.layers.{i}"))
+                using (var layerScope = new TensorScope())
                 {
-                    h = GradientCheckpointing ? Checkpoint.Run(x => layer.Forward(x, inputs), h) : layer.Forward(h, inputs);
+                    h = layerScope.Keep(GradientCheckpointing ? Checkpoint.Run(x => layer.Forward(x, inputs), h) : layer.Forward(h, inputs));
                 }
                 if (i < _layers.Length - 1)
                 {

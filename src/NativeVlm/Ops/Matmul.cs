@@ -40,24 +40,26 @@ public static partial class Ops
 
         if (ShouldRecord(a, b))
         {
+            // Which gradients are wanted is fixed now: each needs the other operand kept.
+            bool gradA = a.RequiresGrad, gradB = b.RequiresGrad;
             Record(op, c, dc =>
             {
                 ContextHandle ctx = a.Context.Handle;
-                if (a.RequiresGrad)
+                if (gradA)
                 {
                     // d op(a) = dc · op(b)ᵀ; stored transposed when transA.
                     Native.Check(transA
                         ? NativeMethods.nvlm_matmul(ctx, GradBuffer(a), b.Buffer, dc.Buffer, batch, k, m, n, transB ? 1 : 0, 1, 1f, 1f)
                         : NativeMethods.nvlm_matmul(ctx, GradBuffer(a), dc.Buffer, b.Buffer, batch, m, k, n, 0, transB ? 0 : 1, 1f, 1f));
                 }
-                if (b.RequiresGrad)
+                if (gradB)
                 {
                     // d op(b) = op(a)ᵀ · dc; stored transposed when transB.
                     Native.Check(transB
                         ? NativeMethods.nvlm_matmul(ctx, GradBuffer(b), dc.Buffer, a.Buffer, batch, n, k, m, 1, transA ? 1 : 0, 1f, 1f)
                         : NativeMethods.nvlm_matmul(ctx, GradBuffer(b), a.Buffer, dc.Buffer, batch, k, n, m, transA ? 0 : 1, 0, 1f, 1f));
                 }
-            });
+            }, gradA ? b : null, gradB ? a : null);
         }
         return c;
     }

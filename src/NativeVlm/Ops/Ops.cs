@@ -29,10 +29,15 @@ public static partial class Ops
         return false;
     }
 
-    internal static void Record(string name, Tensor output, Action<Tensor> backward)
+    /// <summary>
+    /// Puts the op on the tape. <paramref name="saved"/> lists every tensor the backward reads besides its
+    /// output's gradient (inputs, the output itself, saved statistics): the tape keeps their storage until
+    /// the backward has run, so that scopes may dispose the tensors as soon as the forward is past them.
+    /// </summary>
+    internal static void Record(string name, Tensor output, Action<Tensor> backward, params Tensor?[] saved)
     {
         output.RequiresGrad = true;
-        var node = new Node(name, output, backward);
+        var node = new Node(name, output, backward, saved);
         output.GradFn = node;
         Tape.Record(node);
     }
