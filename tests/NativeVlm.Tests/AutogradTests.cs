@@ -102,6 +102,65 @@ public class AutogradTests(ITestOutputHelper output)
         Assert.Equal(before, ctx.Memory.LiveBytes);
     }
 
+    [Fact]
+    public void A_scope_frees_what_no_backward_reads_and_the_tape_holds_the_rest_until_its_backward_ran()
+    {
+        using Context ctx = Context.Create(DeviceKind.Cpu);
+        using Tensor a = Leaf(ctx, new Random(8), 64);
+        long tensorBytes = a.ByteCount;
+
+        // sum: read by gelu's backward; gelu: read by nobody (scale and residual read nothing); scaled: read by nobody.
+        static Tensor Segment(Tensor x) => Ops.Residual(Ops.Scale(Ops.Gelu(Ops.Residual(x, x)), 2f), x);
+
+        float[] freedGrad, keptGrad;
+        using (var tape = new Tape())
+        {
+            long before = ctx.Memory.LiveBytes;
+            Tensor output;
+            using (var scope = new TensorScope())
+            {
+                output = scope.Keep(Segment(a));
+            }
+            // Left: the output and the sum that gelu's backward reads.
+            Assert.Equal(before + 2 * tensorBytes, ctx.Memory.LiveBytes);
+            tape.Backward(Ops.Sum(output));
+            freedGrad = a.Grad!.ToFloatArray();
+        }
+        a.Grad!.Dispose();
+        a.Grad = null;
+        using (var tape = new Tape())
+        {
+            tape.Backward(Ops.Sum(Segment(a)));
+            keptGrad = a.Grad!.ToFloatArray();
+        }
+        // The same kernels on the same values, whether the intermediates were disposed early or not.
+        Assert.Equal(keptGrad, freedGrad);
+    }
+
+    [Fact]
+    public void A_saved_tensor_is_freed_once_the_backward_that_reads_it_has_run()
+    {
+        using Context ctx = Context.Create(DeviceKind.Cpu);
+        using Tensor a = Leaf(ctx, new Random(9), 64);
+        long baseline = ctx.Memory.LiveBytes;
+
+        using (var tape = new Tape())
+        {
+            Tensor output;
+            using (var scope = new TensorScope())
+            {
+                output = scope.Keep(Ops.Gelu(Ops.Residual(a, a)));
+            }
+            Tensor loss = Ops.Sum(output);
+            tape.Backward(loss);
+            // Left: the output and the loss (the tape's), a's gradient; the sum that gelu's backward read is gone.
+            Assert.Equal(baseline + output.ByteCount + loss.ByteCount + a.Grad!.ByteCount, ctx.Memory.LiveBytes);
+        }
+        a.Grad!.Dispose();
+        a.Grad = null;
+        Assert.Equal(baseline, ctx.Memory.LiveBytes);
+    }
+
     /// <summary>A residual MLP block: x + W2·gelu(W1·rmsnorm(x)).</summary>
     private static Tensor Block(Tensor x, Tensor norm, Tensor w1, Tensor w2) =>
         Ops.Residual(x, Ops.Linear(Ops.Gelu(Ops.Linear(Ops.RmsNorm(x, norm, 1e-5f), w1)), w2));
