@@ -35,6 +35,7 @@
  * kernels instead; head_dim > 128 in BF16 mode falls back to these fp32 kernels.
  */
 #include "attention_bf16.cuh"
+#include "attention_tiles.cuh"
 #include "backend.cuh"
 
 #include <cmath>
@@ -46,8 +47,6 @@ namespace {
 
 constexpr int kThreads = 256;  // a 16 × 16 thread grid
 constexpr int kSide = 16;
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 
 // Tile shape for head dims up to head_dim_max: `rows` query rows × `keys` keys per step.
 template <int HeadDimMax, int Rows, int Keys>
@@ -164,26 +163,6 @@ __device__ float half_warp_sum(float x) {
     return x;
 }
 
-// Whether key k0 + threadIdx.x exists and the mask keeps it, into key_ok; true in the threads
-// that found a kept key.
-__device__ bool load_key_flags(bool* key_ok, const uint8_t* key_mask, int64_t b, int64_t k0, int keys,
-                               int64_t tk) {
-    bool ok = false;
-    if (static_cast<int>(threadIdx.x) < keys) {
-        const int64_t j = k0 + threadIdx.x;
-        ok = j < tk && (key_mask == nullptr || key_mask[b * tk + j] != 0);
-        key_ok[threadIdx.x] = ok;
-    }
-    return ok;
-}
-
-// End (exclusive) of the keys that some row of [q0, q0 + valid_rows) sees.
-__device__ int64_t key_end_of_tile(const AttentionShape& shape, int64_t q0, int valid_rows) {
-    if (!shape.causal) return shape.tk;
-    const int64_t end = q0 + valid_rows + shape.tk - shape.tq;
-    return end < 0 ? 0 : (end > shape.tk ? shape.tk : end);
-}
-
 // Grid: (query tiles) × batch × n_heads blocks, the last query tiles (the most keys under a
 // causal mask) first.
 template <class T>
@@ -224,7 +203,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int c = 0; c < RD; c++) acc[i][c] = 0.0f;
     }
 
-    const int64_t key_end = key_end_of_tile(shape, q0, valid_rows);
+    const int64_t key_end = key_end_of_rows(shape.causal, shape.tq, shape.tk, q0, valid_rows);
     for (int64_t k0 = 0; k0 < key_end; k0 += T::keys) {
         const int valid_keys = static_cast<int>(shape.tk - k0 < T::keys ? shape.tk - k0 : T::keys);
         load_tile<T, T::keys>(kv_tile, k + ((b * shape.tk + k0) * shape.n_kv_heads + hkv) * shape.head_dim,
@@ -306,17 +285,6 @@ __global__ void attention_backward_delta_kernel(float* delta, const float* dout,
 #pragma unroll
         for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
         if (lane == 0) delta[row] = sum;
-    }
-}
-
-// Loads lse (in log2 units, −inf for padded rows) and delta of query rows [q0, q0 + rows).
-template <class T>
-__device__ void load_row_stats(float* row_lse2, float* row_delta, const float* lse, const float* delta,
-                               int64_t row0, int valid_rows) {
-    if (static_cast<int>(threadIdx.x) < T::rows) {
-        const int r = threadIdx.x;
-        row_lse2[r] = r < valid_rows ? lse[row0 + r] * kLog2e : -INFINITY;
-        row_delta[r] = r < valid_rows ? delta[row0 + r] : 0.0f;
     }
 }
 
@@ -403,7 +371,8 @@ __global__ void __launch_bounds__(kThreads)
             const int64_t q_offset = ((b * shape.tq + q0) * shape.n_heads + h) * shape.head_dim;
             load_tile<T, T::rows>(q_tile, q + q_offset, q_row_stride, valid_rows, head_dim);
             load_tile<T, T::rows>(do_tile, dout + q_offset, q_row_stride, valid_rows, head_dim);
-            load_row_stats<T>(row_lse2, row_delta, lse, delta, (b * shape.n_heads + h) * shape.tq + q0, valid_rows);
+            load_row_stats(row_lse2, row_delta, lse, delta, (b * shape.n_heads + h) * shape.tq + q0, T::rows,
+                           valid_rows);
             __syncthreads();
 
             float s[RQ][RK], dp[RQ][RK];
@@ -470,7 +439,8 @@ __global__ void __launch_bounds__(kThreads)
 
     load_tile<T, T::rows>(q_tile, q + q_offset, q_row_stride, valid_rows, head_dim);
     load_tile<T, T::rows>(do_tile, dout + q_offset, q_row_stride, valid_rows, head_dim);
-    load_row_stats<T>(row_lse2, row_delta, lse, delta, (b * shape.n_heads + h) * shape.tq + q0, valid_rows);
+    load_row_stats(row_lse2, row_delta, lse, delta, (b * shape.n_heads + h) * shape.tq + q0, T::rows,
+                   valid_rows);
 
     float dq_acc[RQ][RD];
 #pragma unroll
@@ -478,7 +448,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int c = 0; c < RD; c++) dq_acc[i][c] = 0.0f;
 
-    const int64_t key_end = key_end_of_tile(shape, q0, valid_rows);
+    const int64_t key_end = key_end_of_rows(shape.causal, shape.tq, shape.tk, q0, valid_rows);
     for (int64_t k0 = 0; k0 < key_end; k0 += T::keys) {
         const int valid_keys = static_cast<int>(shape.tk - k0 < T::keys ? shape.tk - k0 : T::keys);
         const int64_t kv_offset = ((b * shape.tk + k0) * shape.n_kv_heads + hkv) * shape.head_dim;
@@ -510,29 +480,15 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-// Blocks of a grid over (tiles of `tile` along `length`) × `others`, or 0 when it would not fit
-// a launch's grid.x.
-unsigned tiled_blocks(int64_t length, int tile, int64_t others) {
-    const int64_t blocks = (length + tile - 1) / tile * others;
-    return blocks > 0x7fffffff ? 0u : static_cast<unsigned>(blocks);
-}
 
-// Raises a kernel's dynamic shared-memory limit (above 48 KiB needs it) and launches it.
-template <class Kernel, class... Args>
-cudaError_t launch(Kernel kernel, unsigned blocks, size_t smem, cudaStream_t stream, Args... args) {
-    const cudaError_t error =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (error != cudaSuccess) return error;
-    kernel<<<blocks, kThreads, smem, stream>>>(args...);
-    return cudaGetLastError();
-}
 
 template <class T>
 cudaError_t launch_attention_forward(cudaStream_t stream, float* out, float* lse, const float* q, const float* k,
                                      const float* v, const uint8_t* key_mask, const AttentionShape& shape) {
     const unsigned blocks = tiled_blocks(shape.tq, T::rows, shape.batch * shape.n_heads);
     if (blocks == 0) return cudaErrorInvalidConfiguration;
-    return launch(attention_forward_kernel<T>, blocks, forward_smem<T>(), stream, out, lse, q, k, v, key_mask, shape);
+    return launch_tiles(attention_forward_kernel<T>, blocks, kThreads, forward_smem<T>(), stream, out, lse, q, k, v,
+                        key_mask, shape);
 }
 
 template <class T>
@@ -542,15 +498,15 @@ cudaError_t launch_attention_backward(cudaStream_t stream, float* dq, float* dk,
     if (dk != nullptr || dv != nullptr) {
         const unsigned blocks = tiled_blocks(shape.tk, T::keys, shape.batch * shape.n_kv_heads);
         if (blocks == 0) return cudaErrorInvalidConfiguration;
-        const cudaError_t error = launch(attention_backward_dkv_kernel<T>, blocks, backward_smem<T>(), stream, dk, dv,
-                                         dout, q, k, v, key_mask, lse, delta, shape);
+        const cudaError_t error = launch_tiles(attention_backward_dkv_kernel<T>, blocks, kThreads, backward_smem<T>(),
+                                               stream, dk, dv, dout, q, k, v, key_mask, lse, delta, shape);
         if (error != cudaSuccess) return error;
     }
     if (dq != nullptr) {
         const unsigned blocks = tiled_blocks(shape.tq, T::rows, shape.batch * shape.n_heads);
         if (blocks == 0) return cudaErrorInvalidConfiguration;
-        return launch(attention_backward_dq_kernel<T>, blocks, backward_smem<T>(), stream, dq, dout, q, k, v, key_mask,
-                      lse, delta, shape);
+        return launch_tiles(attention_backward_dq_kernel<T>, blocks, kThreads, backward_smem<T>(), stream, dq, dout, q,
+                            k, v, key_mask, lse, delta, shape);
     }
     return cudaSuccess;
 }

@@ -51,9 +51,10 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
+#include "attention_tiles.cuh"
 #include "backend.cuh"
+#include "mma.cuh"
 
 namespace nvlm::cuda {
 
@@ -68,8 +69,6 @@ constexpr int kScoreTiles = kTileRows / kMmaN;     // n8 tiles of a warp's 16 ×
 constexpr int kDkvRows = 32;                       // queries per score step of the dK/dV kernel
 constexpr int kChunk = 8;                          // bf16 per 16-byte shared store
 constexpr int kPad = kChunk;                       // bf16 of padding per shared row
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 
 static_assert(kThreads >= kTileRows, "one thread per key flag / row statistic");
 static_assert(kTileRows % kDkvRows == 0, "dK/dV score steps split a query tile");
@@ -98,43 +97,30 @@ struct Shape {
     bool vector;  // head_dim % 4 == 0 and every f32 tensor 16-byte aligned: float4 loads
 };
 
-// ---- tensor-core idioms (nf4.cu's) ---------------------------------------------------------------
-
-// bf16(lo) in the low half (the lower address), bf16(hi) in the high half: round-to-nearest-even.
-__device__ uint32_t bf16_pair(float lo, float hi) {
-    const __nv_bfloat162 pair = __floats2bfloat162_rn(lo, hi);
-    uint32_t bits;
-    memcpy(&bits, &pair, sizeof(bits));
-    return bits;
-}
-
-__device__ uint32_t shared_address(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-
-// Four 8 × 8 bf16 matrices, lanes 8i .. 8i + 7 addressing the rows of matrix i; register i gets
-// matrix i's row lane / 4, columns 2·(lane % 4) and + 1 (transposed: row 2·(lane % 4) and + 1, column
-// lane / 4).
-__device__ void load_matrix_x4(uint32_t (&r)[4], const __nv_bfloat16* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(shared_address(row)));
-}
-
-__device__ void load_matrix_x4_transposed(uint32_t (&r)[4], const __nv_bfloat16* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(shared_address(row)));
-}
-
-// c (16 × 8, fp32) += a (16 × 16, bf16) · b (16 × 8, bf16).
-__device__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
 extern __shared__ __align__(128) unsigned char attention_bf16_shared[];
+
+// The query rows a forward or dq block owns. Grid: (query tiles) × batch × n_heads blocks, the last
+// query tiles (the most keys under a causal mask) first.
+struct QueryTile {
+    int64_t b, h, hkv;  // batch, query head and the kv head it reads
+    int64_t q0;         // first query row
+    int valid_rows;     // rows of the tile inside tq
+    int64_t q_offset;   // element offset of (b, q0, h, 0) in q, out, dout and dq
+};
+
+__device__ QueryTile query_tile(const Shape& shape) {
+    const int64_t n_bh = shape.batch * shape.n_heads;
+    const int64_t n_q_tiles = (shape.tq + kTileRows - 1) / kTileRows;
+    const int64_t bh = blockIdx.x % n_bh;
+    QueryTile tile;
+    tile.q0 = (n_q_tiles - 1 - blockIdx.x / n_bh) * kTileRows;
+    tile.b = bh / shape.n_heads;
+    tile.h = bh % shape.n_heads;
+    tile.hkv = tile.h / (shape.n_heads / shape.n_kv_heads);
+    tile.valid_rows = static_cast<int>(shape.tq - tile.q0 < kTileRows ? shape.tq - tile.q0 : kTileRows);
+    tile.q_offset = ((tile.b * shape.tq + tile.q0) * shape.n_heads + tile.h) * shape.head_dim;
+    return tile;
+}
 
 // ---- tiles and products --------------------------------------------------------------------------
 
@@ -211,35 +197,21 @@ __device__ void accumulate_product(float (&acc)[Tile<Dim>::kDimTiles][4], const 
     }
 }
 
-// ---- masks and row statistics (attention.cu's) ---------------------------------------------------
+// ---- key tiles and row statistics ----------------------------------------------------------------
 
-// Whether key k0 + threadIdx.x exists and the mask keeps it, into key_ok; true in the threads
-// that found a kept key.
-__device__ bool load_key_flags(bool* key_ok, const uint8_t* key_mask, int64_t b, int64_t k0, int64_t tk) {
-    bool ok = false;
-    if (static_cast<int>(threadIdx.x) < kTileRows) {
-        const int64_t j = k0 + threadIdx.x;
-        ok = j < tk && (key_mask == nullptr || key_mask[b * tk + j] != 0);
-        key_ok[threadIdx.x] = ok;
-    }
-    return ok;
-}
-
-// End (exclusive) of the keys that some row of [q0, q0 + valid_rows) sees.
-__device__ int64_t key_end_of_tile(const Shape& shape, int64_t q0, int valid_rows) {
-    if (!shape.causal) return shape.tk;
-    const int64_t end = q0 + valid_rows + shape.tk - shape.tq;
-    return end < 0 ? 0 : (end > shape.tk ? shape.tk : end);
-}
-
-// Loads lse (in log2 units, −inf for padded rows) and delta of query rows [row0, row0 + 64).
-__device__ void load_row_stats(float* row_lse2, float* row_delta, const float* lse, const float* delta, int64_t row0,
-                               int valid_rows) {
-    if (static_cast<int>(threadIdx.x) < kTileRows) {
-        const int r = threadIdx.x;
-        row_lse2[r] = r < valid_rows ? lse[row0 + r] * kLog2e : -INFINITY;
-        row_delta[r] = r < valid_rows ? delta[row0 + r] : 0.0f;
-    }
+// Stages keys [k0, k0 + 64) of kv head hkv of batch b: their K and V rows as bf16 tiles and their flags
+// into key_ok. Every thread of the block calls it; all get true when some key of the tile is kept.
+template <int Dim>
+__device__ bool stage_key_tile(__nv_bfloat16* k_tile, __nv_bfloat16* v_tile, bool* key_ok, const float* k,
+                               const float* v, const uint8_t* key_mask, const Shape& shape, int64_t b, int64_t hkv,
+                               int64_t k0) {
+    const int valid_keys = static_cast<int>(shape.tk - k0 < kTileRows ? shape.tk - k0 : kTileRows);
+    const int64_t kv_offset = ((b * shape.tk + k0) * shape.n_kv_heads + hkv) * shape.head_dim;
+    const int64_t kv_row_stride = shape.n_kv_heads * shape.head_dim;
+    const int head_dim = static_cast<int>(shape.head_dim);
+    stage_tile<Dim>(k_tile, k + kv_offset, kv_row_stride, valid_keys, head_dim, shape.vector);
+    stage_tile<Dim>(v_tile, v + kv_offset, kv_row_stride, valid_keys, head_dim, shape.vector);
+    return __syncthreads_or(load_key_flags(key_ok, key_mask, b, k0, kTileRows, shape.tk));
 }
 
 // Sum over the 4 lanes that share a C-fragment row (lanes 4g .. 4g + 3).
@@ -268,17 +240,11 @@ __global__ void __launch_bounds__(kThreads)
 
     const int warp = static_cast<int>(threadIdx.x) / kWarp, lane = static_cast<int>(threadIdx.x) % kWarp;
     const int g = lane / 4, t = lane % 4;
-    const int64_t n_bh = shape.batch * shape.n_heads;
-    const int64_t n_q_tiles = (shape.tq + kTileRows - 1) / kTileRows;
-    const int64_t bh = blockIdx.x % n_bh;
-    const int64_t q0 = (n_q_tiles - 1 - blockIdx.x / n_bh) * kTileRows;
-    const int64_t b = bh / shape.n_heads, h = bh % shape.n_heads;
-    const int64_t hkv = h / (shape.n_heads / shape.n_kv_heads);
-    const int valid_rows = static_cast<int>(shape.tq - q0 < kTileRows ? shape.tq - q0 : kTileRows);
+    const QueryTile tile = query_tile(shape);
+    const int64_t b = tile.b, h = tile.h, hkv = tile.hkv, q0 = tile.q0, q_offset = tile.q_offset;
+    const int valid_rows = tile.valid_rows;
     const int head_dim = static_cast<int>(shape.head_dim);
     const int64_t q_row_stride = shape.n_heads * shape.head_dim;
-    const int64_t kv_row_stride = shape.n_kv_heads * shape.head_dim;
-    const int64_t q_offset = ((b * shape.tq + q0) * shape.n_heads + h) * shape.head_dim;
     const int64_t shift = shape.tk - shape.tq;  // row i sees keys j <= i + shift
     const float scale2 = shape.scale * kLog2e;    // scores in log2 units
 
@@ -288,13 +254,9 @@ __global__ void __launch_bounds__(kThreads)
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};  // row_sum: this lane's keys only
     float acc[Tile<Dim>::kDimTiles][4] = {};
 
-    const int64_t key_end = key_end_of_tile(shape, q0, valid_rows);
+    const int64_t key_end = key_end_of_rows(shape.causal, shape.tq, shape.tk, q0, valid_rows);
     for (int64_t k0 = 0; k0 < key_end; k0 += kTileRows) {
-        const int valid_keys = static_cast<int>(shape.tk - k0 < kTileRows ? shape.tk - k0 : kTileRows);
-        const int64_t kv_offset = ((b * shape.tk + k0) * shape.n_kv_heads + hkv) * shape.head_dim;
-        stage_tile<Dim>(k_tile, k + kv_offset, kv_row_stride, valid_keys, head_dim, shape.vector);
-        stage_tile<Dim>(v_tile, v + kv_offset, kv_row_stride, valid_keys, head_dim, shape.vector);
-        if (!__syncthreads_or(load_key_flags(key_ok, key_mask, b, k0, shape.tk))) continue;
+        if (!stage_key_tile<Dim>(k_tile, v_tile, key_ok, k, v, key_mask, shape, b, hkv, k0)) continue;
 
         float s[kScoreTiles][4];
         multiply_transposed<Dim>(s, q_tile, kMmaM * warp, k_tile, 0, lane);
@@ -403,9 +365,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t shift = shape.tk - shape.tq;
     const float scale2 = shape.scale * kLog2e;
 
-    stage_tile<Dim>(k_tile, k + kv_offset, kv_row_stride, valid_keys, head_dim, shape.vector);
-    stage_tile<Dim>(v_tile, v + kv_offset, kv_row_stride, valid_keys, head_dim, shape.vector);
-    if (!__syncthreads_or(load_key_flags(key_ok, key_mask, b, k0, shape.tk))) return;
+    if (!stage_key_tile<Dim>(k_tile, v_tile, key_ok, k, v, key_mask, shape, b, hkv, k0)) return;
 
     // This lane's keys: 16·warp + g (half 0, C registers 0 and 1) and + 8 (half 1, registers 2, 3).
     float dk_acc[Tile<Dim>::kDimTiles][4] = {}, dv_acc[Tile<Dim>::kDimTiles][4] = {};
@@ -418,7 +378,8 @@ __global__ void __launch_bounds__(kThreads)
             const int64_t q_offset = ((b * shape.tq + q0) * shape.n_heads + h) * shape.head_dim;
             stage_tile<Dim>(q_tile, q + q_offset, q_row_stride, valid_rows, head_dim, shape.vector);
             stage_tile<Dim>(do_tile, dout + q_offset, q_row_stride, valid_rows, head_dim, shape.vector);
-            load_row_stats(row_lse2, row_delta, lse, delta, (b * shape.n_heads + h) * shape.tq + q0, valid_rows);
+            load_row_stats(row_lse2, row_delta, lse, delta, (b * shape.n_heads + h) * shape.tq + q0, kTileRows,
+                           valid_rows);
             __syncthreads();
 
             // Sᵀ (keys × queries) becomes Pᵀ = exp(scale·S − lse), dPᵀ becomes dSᵀ = Pᵀ·(dPᵀ − D);
@@ -483,34 +444,25 @@ __global__ void __launch_bounds__(kThreads)
 
     const int warp = static_cast<int>(threadIdx.x) / kWarp, lane = static_cast<int>(threadIdx.x) % kWarp;
     const int g = lane / 4, t = lane % 4;
-    const int64_t n_bh = shape.batch * shape.n_heads;
-    const int64_t n_q_tiles = (shape.tq + kTileRows - 1) / kTileRows;
-    const int64_t bh = blockIdx.x % n_bh;
-    const int64_t q0 = (n_q_tiles - 1 - blockIdx.x / n_bh) * kTileRows;
-    const int64_t b = bh / shape.n_heads, h = bh % shape.n_heads;
-    const int64_t hkv = h / (shape.n_heads / shape.n_kv_heads);
-    const int valid_rows = static_cast<int>(shape.tq - q0 < kTileRows ? shape.tq - q0 : kTileRows);
+    const QueryTile tile = query_tile(shape);
+    const int64_t b = tile.b, h = tile.h, hkv = tile.hkv, q0 = tile.q0, q_offset = tile.q_offset;
+    const int valid_rows = tile.valid_rows;
     const int head_dim = static_cast<int>(shape.head_dim);
     const int64_t q_row_stride = shape.n_heads * shape.head_dim;
-    const int64_t kv_row_stride = shape.n_kv_heads * shape.head_dim;
-    const int64_t q_offset = ((b * shape.tq + q0) * shape.n_heads + h) * shape.head_dim;
     const int64_t shift = shape.tk - shape.tq;
     const float scale2 = shape.scale * kLog2e;
 
     stage_tile<Dim>(q_tile, q + q_offset, q_row_stride, valid_rows, head_dim, shape.vector);
     stage_tile<Dim>(do_tile, dout + q_offset, q_row_stride, valid_rows, head_dim, shape.vector);
-    load_row_stats(row_lse2, row_delta, lse, delta, (b * shape.n_heads + h) * shape.tq + q0, valid_rows);
+    load_row_stats(row_lse2, row_delta, lse, delta, (b * shape.n_heads + h) * shape.tq + q0, kTileRows,
+                   valid_rows);
 
     // This lane's rows: 16·warp + g (half 0, C registers 0 and 1) and + 8 (half 1, registers 2, 3).
     float dq_acc[Tile<Dim>::kDimTiles][4] = {};
 
-    const int64_t key_end = key_end_of_tile(shape, q0, valid_rows);
+    const int64_t key_end = key_end_of_rows(shape.causal, shape.tq, shape.tk, q0, valid_rows);
     for (int64_t k0 = 0; k0 < key_end; k0 += kTileRows) {
-        const int valid_keys = static_cast<int>(shape.tk - k0 < kTileRows ? shape.tk - k0 : kTileRows);
-        const int64_t kv_offset = ((b * shape.tk + k0) * shape.n_kv_heads + hkv) * shape.head_dim;
-        stage_tile<Dim>(k_tile, k + kv_offset, kv_row_stride, valid_keys, head_dim, shape.vector);
-        stage_tile<Dim>(v_tile, v + kv_offset, kv_row_stride, valid_keys, head_dim, shape.vector);
-        if (!__syncthreads_or(load_key_flags(key_ok, key_mask, b, k0, shape.tk))) continue;
+        if (!stage_key_tile<Dim>(k_tile, v_tile, key_ok, k, v, key_mask, shape, b, hkv, k0)) continue;
 
         // S becomes P = exp(scale·S − lse), dP becomes dS = P·(dP − D); both 0 where the row does
         // not see the key or has lse = −inf.
@@ -554,32 +506,15 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- launchers -----------------------------------------------------------------------------------
 
-// Blocks of a grid over (64-row tiles of `length`) × `others`, or 0 when it would not fit a launch's
-// grid.x.
-unsigned tiled_blocks(int64_t length, int64_t others) {
-    const int64_t blocks = (length + kTileRows - 1) / kTileRows * others;
-    return blocks > 0x7fffffff ? 0u : static_cast<unsigned>(blocks);
-}
-
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-// Raises a kernel's dynamic shared-memory limit (above 48 KiB needs it) and launches it.
-template <class Kernel, class... Args>
-cudaError_t launch(Kernel kernel, unsigned blocks, size_t smem, cudaStream_t stream, Args... args) {
-    const cudaError_t error =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (error != cudaSuccess) return error;
-    kernel<<<blocks, kThreads, smem, stream>>>(args...);
-    return cudaGetLastError();
-}
 
 template <int Dim>
 cudaError_t launch_forward(cudaStream_t stream, float* out, float* lse, const float* q, const float* k, const float* v,
                            const uint8_t* key_mask, const Shape& shape) {
-    const unsigned blocks = tiled_blocks(shape.tq, shape.batch * shape.n_heads);
+    const unsigned blocks = tiled_blocks(shape.tq, kTileRows, shape.batch * shape.n_heads);
     if (blocks == 0) return cudaErrorInvalidConfiguration;
-    return launch(attention_bf16_forward_kernel<Dim>, blocks, tiles_smem<Dim>(3), stream, out, lse, q, k, v, key_mask,
-                  shape);
+    return launch_tiles(attention_bf16_forward_kernel<Dim>, blocks, kThreads, tiles_smem<Dim>(3), stream, out, lse, q,
+                        k, v, key_mask, shape);
 }
 
 template <int Dim>
@@ -587,17 +522,18 @@ cudaError_t launch_backward(cudaStream_t stream, float* dq, float* dk, float* dv
                             const float* k, const float* v, const uint8_t* key_mask, const float* lse,
                             const float* delta, const Shape& shape) {
     if (dk != nullptr || dv != nullptr) {
-        const unsigned blocks = tiled_blocks(shape.tk, shape.batch * shape.n_kv_heads);
+        const unsigned blocks = tiled_blocks(shape.tk, kTileRows, shape.batch * shape.n_kv_heads);
         if (blocks == 0) return cudaErrorInvalidConfiguration;
-        const cudaError_t error = launch(attention_bf16_backward_dkv_kernel<Dim>, blocks, tiles_smem<Dim>(4), stream,
-                                         dk, dv, dout, q, k, v, key_mask, lse, delta, shape);
+        const cudaError_t error = launch_tiles(attention_bf16_backward_dkv_kernel<Dim>, blocks, kThreads,
+                                               tiles_smem<Dim>(4), stream, dk, dv, dout, q, k, v, key_mask, lse, delta,
+                                               shape);
         if (error != cudaSuccess) return error;
     }
     if (dq != nullptr) {
-        const unsigned blocks = tiled_blocks(shape.tq, shape.batch * shape.n_heads);
+        const unsigned blocks = tiled_blocks(shape.tq, kTileRows, shape.batch * shape.n_heads);
         if (blocks == 0) return cudaErrorInvalidConfiguration;
-        return launch(attention_bf16_backward_dq_kernel<Dim>, blocks, tiles_smem<Dim>(4), stream, dq, dout, q, k, v,
-                      key_mask, lse, delta, shape);
+        return launch_tiles(attention_bf16_backward_dq_kernel<Dim>, blocks, kThreads, tiles_smem<Dim>(4), stream, dq,
+                            dout, q, k, v, key_mask, lse, delta, shape);
     }
     return cudaSuccess;
 }

@@ -75,9 +75,10 @@ nvlm_status add_column_sums(CudaBackend& backend, const char* op, float* grad, T
     float* partials = static_cast<float*>(buffer);
     const int64_t tiles = (d + kColumnTile - 1) / kColumnTile;
     const dim3 grid(static_cast<unsigned>(std::min<int64_t>(tiles, 65535)), static_cast<unsigned>(chunks));
-    column_partials_kernel<<<grid, dim3(kColumnTile, kRowLanes), 0, backend.stream()>>>(partials, term, n, d, chunk_rows);
-    column_totals_kernel<<<grid_for(d, kColumnTotalThreads), kColumnTotalThreads, 0, backend.stream()>>>(grad, partials,
-                                                                                                       chunks, d);
+    column_partials_kernel<<<grid, dim3(kColumnTile, kRowLanes), 0, backend.stream()>>>(partials, term, n, d,
+                                                                                       chunk_rows);
+    column_totals_kernel<<<grid_for(d, kColumnTotalThreads), kColumnTotalThreads, 0, backend.stream()>>>(
+        grad, partials, chunks, d);
     return backend.after_launch(op);
 }
 

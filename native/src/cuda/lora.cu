@@ -11,8 +11,8 @@
  *   - lora_backward_tile_kernel walks dout in the forward's tiles: dbase_out += dout and
  *     dbase_dora += (c − 1) ⊙ dout in the same thread (so the two may be one buffer), and, when
  *     dcol_scale is wanted, recomputes up's tile as the forward does and writes one partial column
- *     sum of dout ⊙ (base_dora + scaling·up) per (row tile, column); lora_column_totals_kernel adds
- *     them in row-tile order (deterministic, no atomics).
+ *     sum of dout ⊙ (base_dora + scaling·up) per (row tile, column); column_totals_kernel
+ *     (column_sums.cuh) adds them in row-tile order (deterministic, no atomics).
  *   - db (n, r) += scaling·c ⊙ (doutᵀ · down): cuBLAS into scratch, then an (n, r) kernel.
  *   - d_down (m, r) = dout · (scaling·c ⊙ b): the (n, r) scaled b by a kernel, the product by cuBLAS;
  *     da += d_downᵀ · x_lora and dx_lora += d_down · a by cuBLAS with beta = 1.
@@ -26,6 +26,7 @@
 #include <climits>
 
 #include "backend.cuh"
+#include "column_sums.cuh"
 
 namespace nvlm::cuda {
 
@@ -155,16 +156,6 @@ __global__ void lora_backward_tile_kernel(float* dbase_out, float* dbase_dora, f
     }
 }
 
-// grad[j] += Σ_t partials[t·n + j] over the row tiles t, in order.
-__global__ void lora_column_totals_kernel(float* grad, const float* partials, int64_t row_tiles, int64_t n) {
-    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-    for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < n; j += stride) {
-        float sum = 0.0f;
-        for (int64_t t = 0; t < row_tiles; t++) sum += partials[t * n + j];
-        grad[j] += sum;
-    }
-}
-
 // out (n, r) = scaling·c_j · in (n, r) row j (c = 1 when col_scale is null), added to out when accumulate.
 __global__ void lora_scale_rows_kernel(float* out, const float* in, const float* col_scale, int64_t n, int64_t r,
                                        float scaling, bool accumulate) {
@@ -252,8 +243,7 @@ nvlm_status CudaBackend::lora_backward(float* dbase_out, float* dbase_dora, floa
             col_scale, m, n, r, scaling);
         NVLM_CUDA_CHECK_LAUNCH(op);
         if (dcol_scale != nullptr) {
-            lora_column_totals_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(dcol_scale, partials,
-                                                                                        row_tiles, n);
+            column_totals_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(dcol_scale, partials, row_tiles, n);
             NVLM_CUDA_CHECK_LAUNCH(op);
         }
     }

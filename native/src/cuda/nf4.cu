@@ -57,9 +57,9 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
-#include <cstring>
 
 #include "backend.cuh"
+#include "mma.cuh"
 
 namespace nvlm::cuda {
 
@@ -439,14 +439,6 @@ __device__ void dequantize_weight_run(float* value, const WeightRun<kLength>& ru
     for (int e = 0; e < kLength; e++) value[e] = run_value(run, e, scales, tables);
 }
 
-// bf16(lo) in the low half (the lower address), bf16(hi) in the high half: round-to-nearest-even.
-__device__ uint32_t bf16_pair(float lo, float hi) {
-    const __nv_bfloat162 pair = __floats2bfloat162_rn(lo, hi);
-    uint32_t bits;
-    memcpy(&bits, &pair, sizeof(bits));
-    return bits;
-}
-
 // ---- the linear layer: tensor-core tiles -------------------------------------------------------------
 
 constexpr int kTileM = 128;        // output rows per thread block
@@ -485,8 +477,6 @@ struct TileShared {
     CodeTables tables;
 };
 
-__device__ uint32_t shared_address(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-
 // 16 bytes global → shared without registers; src_bytes = 0 fills the destination with zeros.
 __device__ void copy_async(void* dst, const void* src, uint32_t src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
@@ -496,30 +486,6 @@ __device__ void copy_async(void* dst, const void* src, uint32_t src_bytes) {
 __device__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
 __device__ void copy_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
-
-// Four 8 × 8 bf16 matrices, lanes 8i .. 8i + 7 addressing the rows of matrix i; register i gets
-// matrix i's row lane / 4, columns 2·(lane % 4) and + 1 (transposed: row 2·(lane % 4) and + 1, column
-// lane / 4).
-__device__ void load_matrix_x4(uint32_t (&r)[4], const __nv_bfloat16* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(shared_address(row)));
-}
-
-__device__ void load_matrix_x4_transposed(uint32_t (&r)[4], const __nv_bfloat16* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(shared_address(row)));
-}
-
-// c (16 × 8, fp32) += a (16 × 16, bf16) · b (16 × 8, bf16).
-__device__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
 
 // a16 (rows, ld) = bf16(a (rows, cols)), zero in columns [cols, ld) (ld a multiple of kChunk): one
 // thread per kChunk values, one 16-byte store. `vector` (cols a multiple of 4, a 16-byte aligned)
