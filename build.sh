@@ -3,8 +3,8 @@
 #   ./build.sh test    install what is missing, build native + managed code, run every test
 #   ./build.sh demo    install what is missing, build, run `nativevlm demo` on the CPU
 #   ./build.sh native  configure and build the native library only (build/native/libnvlm.so)
-#   ./build.sh aot     publish the console host with NativeAOT for linux-x64 (build/aot/nativevlm, no .NET
-#                      needed to run it), with build/native/libnvlm.so next to it when that is built
+#   ./build.sh aot     build the native library, then publish the console host with NativeAOT for linux-x64
+#                      (build/aot/nativevlm, no .NET needed to run it) with that libnvlm.so next to it
 #   ./build.sh deps    install the system packages only (Debian/Ubuntu, as root or with sudo)
 # Environment: NVLM_NO_CUDA=1 skips the CUDA toolkit and the CUDA library;
 #              CONFIGURATION=Debug|Release (default Release).
@@ -104,12 +104,9 @@ aot() {
   rm -rf "$ROOT/build/aot"
   dotnet publish "$ROOT/src/NativeVlm.Cli/NativeVlm.Cli.csproj" -c "$CONFIGURATION" -r linux-x64 -p:PublishAot=true \
     -o "$ROOT/build/aot" -nologo -v quiet
-  # The host looks for the library next to itself first, so the folder can travel as it is.
-  if [ -f "$ROOT/build/native/libnvlm.so" ]; then
-    cp "$ROOT/build/native/libnvlm.so" "$ROOT/build/aot/"
-  else
-    echo "build.sh: build/native/libnvlm.so is not built; build/aot/nativevlm will need NVLM_NATIVE_LIB" >&2
-  fi
+  # The host looks for the library next to itself first, so the folder can travel as it is; native() has
+  # just built it from the same tree, so its ABI is the host's.
+  cp "$ROOT/build/native/libnvlm.so" "$ROOT/build/aot/"
   ls -l "$ROOT/build/aot"
 }
 
@@ -122,7 +119,7 @@ case "${1:-}" in
   deps) deps ;;
   native) native ;;
   test) deps; native; managed; run_tests ;;
-  aot) aot ;;
+  aot) native; aot ;;
   demo) shift; NVLM_NO_CUDA=${NVLM_NO_CUDA:-1} deps; native; managed; demo "$@" ;;
   *) sed -n '2,10p' "$0"; exit 2 ;;
 esac
