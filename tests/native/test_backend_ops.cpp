@@ -926,21 +926,11 @@ AttentionInputs attention_inputs(const AttentionShape& s, Random& rng) {
     return in;
 }
 
-// x with every element rounded to bf16 (nearest, ties to even; the inputs here are finite): the
-// operands that the BF16 math mode multiplies, from which the bf16 cases' bounds take Σ|terms|.
-std::vector<float> bf16_rounded(const std::vector<float>& x) {
-    std::vector<float> rounded(x.size());
-    for (size_t i = 0; i < x.size(); i++) {
-        uint32_t bits;
-        std::memcpy(&bits, &x[i], sizeof bits);
-        bits = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
-        std::memcpy(&rounded[i], &bits, sizeof bits);
-    }
-    return rounded;
-}
-
+// q, k, v rounded to bf16 (bf16_operands): the operands that the BF16 math mode multiplies, from which
+// the bf16 cases' bounds take Σ|terms|.
 AttentionInputs bf16_rounded(const AttentionInputs& in) {
-    return AttentionInputs{bf16_rounded(in.q), bf16_rounded(in.k), bf16_rounded(in.v), in.mask};
+    return AttentionInputs{bf16_operands(in.q, NVLM_MATH_BF16), bf16_operands(in.k, NVLM_MATH_BF16),
+                           bf16_operands(in.v, NVLM_MATH_BF16), in.mask};
 }
 
 // Walks every visible (query row, key) pair of one query head with its score s = scale·q·k and the
@@ -1037,7 +1027,7 @@ Case attention_backward_case(const AttentionShape& s, const AttentionInputs& inp
     const auto lse = values_of<float>(saved.results[s.mask ? 5 : 4]);
     const auto dout_input = rng.uniform(static_cast<int64_t>(inputs.q.size()), -1.0f, 1.0f);
     const AttentionInputs in = bf16 ? bf16_rounded(inputs) : inputs;
-    const auto dout = bf16 ? bf16_rounded(dout_input) : dout_input;
+    const auto dout = bf16 ? bf16_operands(dout_input, NVLM_MATH_BF16) : dout_input;
     const auto dq0 = rng.uniform(static_cast<int64_t>(in.q.size()), -1.0f, 1.0f);
     const auto dk0 = rng.uniform(static_cast<int64_t>(in.k.size()), -1.0f, 1.0f);
     const auto dv0 = rng.uniform(static_cast<int64_t>(in.v.size()), -1.0f, 1.0f);
