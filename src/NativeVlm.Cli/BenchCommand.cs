@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using CommandLine;
@@ -175,8 +176,15 @@ public static class BenchCommand
     {
         const string path = "/proc/self/status";
         string? line = File.Exists(path) ? File.ReadLines(path).FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal)) : null;
-        return line == null ? "n/a" : $"{long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0:F0} MiB";
+        return line == null ? "n/a" : $"{PeakResidentKiB(line) / 1024.0:F0} MiB";
     }
+
+    /// <summary>
+    /// The KiB of a /proc/self/status "VmHWM:" line. The kernel pads the number after the tab with spaces
+    /// to eight places ("VmHWM:\t    2196 kB"), so from eight digits on no space precedes it.
+    /// </summary>
+    public static long PeakResidentKiB(string line) =>
+        long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
 }
 
 /// <summary>

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using NativeVlm.Cli;
 using Xunit;
 
 namespace NativeVlm.Tests;
@@ -82,6 +83,14 @@ public sealed class BenchTests : IDisposable
         Assert.True(figures.GetProperty("gradient_checkpointing").GetBoolean());
         Assert.True(double.IsFinite(figures.GetProperty("last_loss").GetDouble()));
         Assert.True(figures.GetProperty("step_ms").GetDouble() > 0);
+    }
+
+    [Theory]
+    [InlineData("VmHWM:\t    2196 kB", 2196)]
+    [InlineData("VmHWM:\t15123456 kB", 15123456)] // eight digits: no space between the tab and the number
+    public void Peak_resident_memory_reads_the_kernels_status_line(string line, long kib)
+    {
+        Assert.Equal(kib, BenchCommand.PeakResidentKiB(line));
     }
 
     [Fact]
