@@ -77,7 +77,7 @@ public class MathModeTests
         const int tokens = 7, hidden = 24, vocab = 50;
         float[] h = Rand.Uniform(rng, tokens * hidden), w = Rand.Uniform(rng, vocab * hidden);
         int[] targets = [3, -100, 49, 0, 17, 17, -100];
-        float[] f32 = LogProbs(MathMode.F32, Rounded(h), Rounded(w), targets, tokens, hidden, vocab);
+        float[] f32 = LogProbs(MathMode.F32, Bf16.Rounded(h), Bf16.Rounded(w), targets, tokens, hidden, vocab);
         float[] bf16 = LogProbs(MathMode.Bf16, h, w, targets, tokens, hidden, vocab);
         Assert.Equal(f32, bf16);
         Assert.NotEqual(f32, LogProbs(MathMode.F32, h, w, targets, tokens, hidden, vocab));
@@ -103,8 +103,8 @@ public class MathModeTests
         Func<Tensor[], Tensor> forward)
     {
         (float[] Output, float[][] Grads) bf16 = Run(MathMode.Bf16, inputs, g, outputShape, forward);
-        (float[] Output, float[][] Grads) rounded = Run(MathMode.F32, inputs.Select(i => (Rounded(i.Data), i.Shape)).ToArray(),
-            Rounded(g), outputShape, forward);
+        (float[] Output, float[][] Grads) rounded = Run(MathMode.F32, inputs.Select(i => (Bf16.Rounded(i.Data), i.Shape)).ToArray(),
+            Bf16.Rounded(g), outputShape, forward);
         (float[] Output, float[][] Grads) f32 = Run(MathMode.F32, inputs, g, outputShape, forward);
         Assert.True(bf16.Output.SequenceEqual(rounded.Output), $"{op}: BF16 output differs from F32 on rounded operands");
         for (int i = 0; i < inputs.Length; i++)
@@ -142,15 +142,5 @@ public class MathModeTests
                 leaf.Dispose();
             }
         }
-    }
-
-    private static float[] Rounded(float[] values) => values.Select(RoundToBf16).ToArray();
-
-    // Round to nearest, ties to even, on the bits (the inputs here are finite).
-    private static float RoundToBf16(float value)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(value);
-        bits = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
-        return BitConverter.UInt32BitsToSingle(bits);
     }
 }

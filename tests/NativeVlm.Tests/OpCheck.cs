@@ -244,3 +244,17 @@ public static class OpCheck
 
     public static long[] Shape(params long[] dims) => dims;
 }
+
+/// <summary>bf16 rounding on the host, independent of the native cast: what BF16 math and bf16 storage must reproduce.</summary>
+public static class Bf16
+{
+    public static float[] Rounded(float[] values) => values.Select(Rounded).ToArray();
+
+    // Round to nearest, ties to even, on the bits (the inputs here are finite).
+    public static float Rounded(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        bits = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
+        return BitConverter.UInt32BitsToSingle(bits);
+    }
+}

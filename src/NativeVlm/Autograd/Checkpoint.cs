@@ -97,7 +97,7 @@ public static class Checkpoint
                     generator.State = state;
                 }
             }
-        }, input);
+        }, saved: [input]);
         return output;
     }
 }

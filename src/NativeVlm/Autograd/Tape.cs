@@ -4,21 +4,28 @@ using NativeVlm.Tensors;
 namespace NativeVlm.Autograd;
 
 /// <summary>
-/// One recorded op: its output, the closure that adds d(output) into its inputs' grads, and the storage of
-/// every tensor that closure reads. Holding those storages keeps them alive after their tensors are
-/// disposed (a model frees each layer's other intermediates when the layer's forward ends), until the
-/// node's backward has run or the tape is done.
+/// One recorded op: its output, the closure that adds d(output) into its inputs' grads, and a hold on
+/// the storage of every tensor that closure reads. The holds keep those storages alive after their
+/// tensors are disposed (a model frees each layer's other intermediates when the layer's forward ends),
+/// until the node's backward has run or the tape is done. Activations are held inexactly: their storage
+/// may be narrowed to bf16 meanwhile (<see cref="Context.SavedActivationDType"/>).
 /// </summary>
 internal sealed class Node
 {
-    private Storage[]? _saved;
+    private (Storage Storage, bool Exact)[]? _held;
 
-    public Node(string name, Tensor output, Action<Tensor> backward, Tensor?[] saved)
+    public Node(string name, Tensor output, Action<Tensor> backward, Tensor?[] saved, Tensor?[] activations)
     {
         Name = name;
         Output = output;
         Backward = backward;
-        _saved = saved.OfType<Tensor>().Select(t => t.Storage.AddRef()).ToArray();
+        _held = saved.OfType<Tensor>().Select(t => (t.Storage, Exact: true))
+            .Concat(activations.OfType<Tensor>().Select(t => (t.Storage, Exact: false)))
+            .ToArray();
+        foreach ((Storage storage, bool exact) in _held)
+        {
+            storage.Hold(exact);
+        }
     }
 
     public string Name { get; }
@@ -31,12 +38,12 @@ internal sealed class Node
     /// <summary>Lets go of the saved storages (once): the backward will not run again.</summary>
     public void ReleaseSaved()
     {
-        Storage[]? saved = Interlocked.Exchange(ref _saved, null);
-        if (saved != null)
+        (Storage Storage, bool Exact)[]? held = Interlocked.Exchange(ref _held, null);
+        if (held != null)
         {
-            foreach (Storage storage in saved)
+            foreach ((Storage storage, bool exact) in held)
             {
-                storage.Release();
+                storage.ReleaseHold(exact);
             }
         }
     }

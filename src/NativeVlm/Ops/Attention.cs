@@ -45,7 +45,7 @@ public static partial class Ops
             Record(op, output, dOut => Native.Check(NativeMethods.nvlm_attention_backward(q.Context.Handle,
                 GradBuffer(q), GradBuffer(k), GradBuffer(v), dOut.Buffer, q.Buffer, k.Buffer, v.Buffer,
                 BufferOrNull(keyMask), output.Buffer, lse.Buffer, batch, tq, tk, heads, kvHeads, headDim,
-                causal ? 1 : 0, scale)), q, k, v, keyMask, output, lse);
+                causal ? 1 : 0, scale)), saved: [keyMask, lse], activations: [q, k, v, output]);
         }
         else
         {

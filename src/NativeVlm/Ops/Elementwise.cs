@@ -14,7 +14,7 @@ public static partial class Ops
         if (ShouldRecord(x))
         {
             Record("gelu", y, dy => Native.Check(NativeMethods.nvlm_gelu_backward(x.Context.Handle, GradBuffer(x),
-                dy.Buffer, x.Buffer, x.ElementCount)), x);
+                dy.Buffer, x.Buffer, x.ElementCount)), activations: [x]);
         }
         return y;
     }
@@ -33,7 +33,7 @@ public static partial class Ops
         if (ShouldRecord(gate, up))
         {
             Record(op, y, dy => Native.Check(NativeMethods.nvlm_swiglu_backward(gate.Context.Handle, GradBuffer(gate),
-                GradBuffer(up), dy.Buffer, gate.Buffer, up.Buffer, n)), gate, up);
+                GradBuffer(up), dy.Buffer, gate.Buffer, up.Buffer, n)), activations: [gate, up]);
         }
         return y;
     }

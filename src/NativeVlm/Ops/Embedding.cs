@@ -24,7 +24,7 @@ public static partial class Ops
         if (ShouldRecord(table))
         {
             Record(op, y, dy => Native.Check(NativeMethods.nvlm_embedding_backward(table.Context.Handle,
-                GradBuffer(table), dy.Buffer, ids.Buffer, n, vocab, d)), ids);
+                GradBuffer(table), dy.Buffer, ids.Buffer, n, vocab, d)), saved: [ids]);
         }
         return y;
     }

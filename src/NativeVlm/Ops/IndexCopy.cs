@@ -36,7 +36,7 @@ public static partial class Ops
         if (ShouldRecord(x, src))
         {
             Record(op, y, dy => Native.Check(NativeMethods.nvlm_index_copy_backward(x.Context.Handle, GradBuffer(x),
-                GradBuffer(src), dy.Buffer, index.Buffer, rows, nSrc, d)), index);
+                GradBuffer(src), dy.Buffer, index.Buffer, rows, nSrc, d)), saved: [index]);
         }
         return y;
     }

@@ -27,7 +27,7 @@ public static partial class Ops
         if (ShouldRecord(x, w, b))
         {
             Record(op, y, dy => Native.Check(NativeMethods.nvlm_layernorm_backward(x.Context.Handle, GradBuffer(x),
-                GradBuffer(w), GradBuffer(b), dy.Buffer, x.Buffer, w.Buffer, mean.Buffer, rstd.Buffer, n, d)), x, w, mean, rstd);
+                GradBuffer(w), GradBuffer(b), dy.Buffer, x.Buffer, w.Buffer, mean.Buffer, rstd.Buffer, n, d)), saved: [w, mean, rstd], activations: [x]);
         }
         else
         {

@@ -31,7 +31,7 @@ public static partial class Ops
         if (ShouldRecord(x, w, bias))
         {
             Record(op, y, dy => Native.Check(NativeMethods.nvlm_linear_backward(x.Context.Handle, GradBuffer(x),
-                GradBuffer(w), GradBuffer(bias), dy.Buffer, x.Buffer, w.Buffer, m, k, n)), x, w);
+                GradBuffer(w), GradBuffer(bias), dy.Buffer, x.Buffer, w.Buffer, m, k, n)), saved: [w], activations: [x]);
         }
         return y;
     }

@@ -46,7 +46,7 @@ public static partial class Ops
         {
             Record(op, logp, dLogp => Native.Check(NativeMethods.nvlm_lm_logprob_backward(h.Context.Handle,
                 GradBuffer(h), GradBuffer(w), dLogp.Buffer, h.Buffer, w.Buffer, targets.Buffer, lse.Buffer, n, d,
-                vocab, chunk)), h, w, targets, lse);
+                vocab, chunk)), saved: [w, targets, lse], activations: [h]);
         }
         else
         {

@@ -50,7 +50,7 @@ public static partial class Ops
             Record(op, y, dy => Native.Check(NativeMethods.nvlm_lora_backward(baseOut.Context.Handle,
                 GradBuffer(baseOut), GradBuffer(baseDora), GradBuffer(xLora), GradBuffer(a), GradBuffer(b),
                 GradBuffer(colScale), dy.Buffer, BufferOrNull(baseDora), xLora.Buffer, a.Buffer, b.Buffer,
-                BufferOrNull(colScale), down.Buffer, m, k, n, r, scaling)), baseDora, xLora, a, b, colScale, down);
+                BufferOrNull(colScale), down.Buffer, m, k, n, r, scaling)), saved: [a, b, colScale, down], activations: [baseDora, xLora]);
         }
         else
         {

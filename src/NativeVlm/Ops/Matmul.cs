@@ -59,7 +59,7 @@ public static partial class Ops
                         ? NativeMethods.nvlm_matmul(ctx, GradBuffer(b), dc.Buffer, a.Buffer, batch, n, k, m, 1, transA ? 1 : 0, 1f, 1f)
                         : NativeMethods.nvlm_matmul(ctx, GradBuffer(b), a.Buffer, dc.Buffer, batch, k, n, m, transA ? 0 : 1, 0, 1f, 1f));
                 }
-            }, gradA ? b : null, gradB ? a : null);
+            }, activations: [gradA ? b : null, gradB ? a : null]);
         }
         return c;
     }

@@ -34,7 +34,7 @@ public static partial class Ops
         {
             Record(op, y, dy => Native.Check(NativeMethods.nvlm_nf4_linear_backward(x.Context.Handle, GradBuffer(x),
                 dy.Buffer, w.Packed.Buffer, w.AbsmaxQuantized.Buffer, w.NestedAbsmax.Buffer, w.Offset.Buffer,
-                w.AbsmaxCode.Buffer, m, k, n)), w.Packed, w.AbsmaxQuantized, w.NestedAbsmax, w.Offset, w.AbsmaxCode);
+                w.AbsmaxCode.Buffer, m, k, n)), saved: [w.Packed, w.AbsmaxQuantized, w.NestedAbsmax, w.Offset, w.AbsmaxCode]);
         }
         return y;
     }

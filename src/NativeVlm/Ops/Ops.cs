@@ -30,14 +30,18 @@ public static partial class Ops
     }
 
     /// <summary>
-    /// Puts the op on the tape. <paramref name="saved"/> lists every tensor the backward reads besides its
-    /// output's gradient (inputs, the output itself, saved statistics): the tape keeps their storage until
+    /// Puts the op on the tape. Together, <paramref name="saved"/> and <paramref name="activations"/> list
+    /// every tensor the backward reads besides its output's gradient: the tape keeps their storage until
     /// the backward has run, so that scopes may dispose the tensors as soon as the forward is past them.
+    /// <paramref name="saved"/> are read exactly (weights, statistics, indices); <paramref name="activations"/>
+    /// are inputs or outputs whose bf16 rounding the backward tolerates, as transformers' bf16 training
+    /// stores them (<see cref="Context.SavedActivationDType"/>).
     /// </summary>
-    internal static void Record(string name, Tensor output, Action<Tensor> backward, params Tensor?[] saved)
+    internal static void Record(string name, Tensor output, Action<Tensor> backward,
+        Tensor?[]? saved = null, Tensor?[]? activations = null)
     {
         output.RequiresGrad = true;
-        var node = new Node(name, output, backward, saved);
+        var node = new Node(name, output, backward, saved ?? [], activations ?? []);
         output.GradFn = node;
         Tape.Record(node);
     }

@@ -23,7 +23,7 @@ public static partial class Ops
         if (ShouldRecord(x, w))
         {
             Record(op, y, dy => Native.Check(NativeMethods.nvlm_rmsnorm_backward(x.Context.Handle, GradBuffer(x),
-                GradBuffer(w), dy.Buffer, x.Buffer, w.Buffer, rstd.Buffer, n, d)), x, w, rstd);
+                GradBuffer(w), dy.Buffer, x.Buffer, w.Buffer, rstd.Buffer, n, d)), saved: [w, rstd], activations: [x]);
         }
         else
         {

@@ -36,7 +36,7 @@ public static partial class Ops
         if (ShouldRecord(x))
         {
             Record(op, y, dy => Native.Check(NativeMethods.nvlm_rope_backward(x.Context.Handle, GradBuffer(x),
-                dy.Buffer, pos.Buffer, invFreq.Buffer, tokens, heads, headDim)), pos, invFreq);
+                dy.Buffer, pos.Buffer, invFreq.Buffer, tokens, heads, headDim)), saved: [pos, invFreq]);
         }
         return y;
     }

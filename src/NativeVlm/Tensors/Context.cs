@@ -13,7 +13,7 @@ public enum DeviceKind
 /// Numbered as nvlm_math_mode: how a context's dense products (matmul, linear, the LM head) and
 /// attention treat their f32 operands. Bf16 rounds them to bf16 and accumulates in fp32, as torch's
 /// bf16 autocast (HF's <c>bf16=True</c>) computes them; on CUDA that runs them on the tensor cores.
-/// Storage stays f32 in both.
+/// Tensors stay f32 in both; <see cref="Context.SavedActivationDType"/> says how the tape keeps activations.
 /// </summary>
 public enum MathMode
 {
@@ -27,6 +27,8 @@ public enum MathMode
 /// </summary>
 public sealed class Context : IDisposable
 {
+    private DType _savedActivationDType = DType.F32;
+
     internal ContextHandle Handle { get; }
 
     public DeviceKind Kind { get; }
@@ -91,6 +93,29 @@ public sealed class Context : IDisposable
             return (MathMode)mode;
         }
         set => Native.Check(NativeMethods.nvlm_context_set_math_mode(Handle, (int)value));
+    }
+
+    /// <summary>
+    /// How the tape keeps an activation its backward reads once the forward has let go of it: F32 (as it
+    /// is, the default) or BF16 (rounded, half the bytes, as a bf16 model in transformers keeps it; the
+    /// backward reads it widened back to f32). Statistics, indices and weights stay exact either way.
+    /// </summary>
+    public DType SavedActivationDType
+    {
+        get => _savedActivationDType;
+        set => _savedActivationDType = value is DType.F32 or DType.BF16
+            ? value
+            : throw new ArgumentException($"activations are saved as F32 or BF16, not {value}", nameof(value));
+    }
+
+    /// <summary>
+    /// transformers' <c>bf16=True</c> when <paramref name="bf16"/>: bf16 math (<see cref="MathMode.Bf16"/>) and
+    /// activations saved as bf16; otherwise f32 for both, the defaults.
+    /// </summary>
+    public void SetBf16MixedPrecision(bool bf16)
+    {
+        MathMode = bf16 ? MathMode.Bf16 : MathMode.F32;
+        SavedActivationDType = bf16 ? DType.BF16 : DType.F32;
     }
 
     public void ResetPeakMemory() => Native.Check(NativeMethods.nvlm_context_reset_peak(Handle));

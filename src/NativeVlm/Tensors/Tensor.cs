@@ -99,10 +99,7 @@ public sealed class Tensor : IDisposable
     private static Tensor Allocate(Context context, DType dtype, long[] shape)
     {
         long[] copy = (long[])shape.Clone();
-        long bytes = CountElements(copy) * dtype.SizeInBytes();
-        Native.Check(NativeMethods.nvlm_buffer_alloc(context.Handle, bytes, out BufferHandle handle));
-        handle.BindContext(context.Handle);
-        return new Tensor(context, dtype, copy, new Storage(handle));
+        return new Tensor(context, dtype, copy, new Storage(context, dtype, CountElements(copy)));
     }
 
     private static long CountElements(long[] shape)
@@ -149,7 +146,7 @@ public sealed class Tensor : IDisposable
     public Tensor Reshape(params long[] shape)
     {
         long[] resolved = ResolveShape(shape);
-        var view = new Tensor(Context, DType, resolved, Storage.AddRef());
+        var view = new Tensor(Context, DType, resolved, Storage.AddView());
         TensorScope.Current?.Own(view);
         Ops.RecordReshape(view, this);
         return view;
@@ -158,7 +155,7 @@ public sealed class Tensor : IDisposable
     /// <summary>A view of the same storage, cut from the tape: no gradient flows through it.</summary>
     public Tensor Detach()
     {
-        var view = new Tensor(Context, DType, (long[])_shape.Clone(), Storage.AddRef());
+        var view = new Tensor(Context, DType, (long[])_shape.Clone(), Storage.AddView());
         TensorScope.Current?.Own(view);
         return view;
     }
@@ -196,28 +193,139 @@ public sealed class Tensor : IDisposable
         Grad?.Dispose();
         Grad = null;
         GradFn = null;
-        Storage.Release();
+        Storage.ReleaseView();
     }
 }
 
-/// <summary>A native buffer shared by the views of one tensor, freed with the last view.</summary>
-internal sealed class Storage(BufferHandle handle)
+/// <summary>
+/// A native buffer shared by the views of one tensor and by the tape nodes whose backward reads it
+/// (<see cref="Hold"/>); freed when the last view and the last hold let go. A storage that only holds
+/// keep, each of which allows it (an activation, not a statistic), is narrowed to a bf16 copy when its
+/// context saves activations as bf16 (<see cref="Context.SavedActivationDType"/>): half the bytes, as
+/// transformers keeps a bf16 model's activations. The first read after that widens it back to f32,
+/// so a backward sees each value rounded to bf16 and the forward, which ran before, sees none rounded.
+/// </summary>
+internal sealed class Storage
 {
-    private int _references = 1;
+    private readonly Context _context;
+    private readonly DType _dtype;
+    private readonly long _elements;
+    private BufferHandle? _buffer;   // the values in _dtype; null while narrowed
+    private BufferHandle? _narrowed; // their bf16 rounding, while narrowed
+    private int _views = 1;
+    private int _holds;
+    private int _exactHolds;
 
-    internal BufferHandle Handle { get; } = handle;
-
-    internal Storage AddRef()
+    internal Storage(Context context, DType dtype, long elements)
     {
-        Interlocked.Increment(ref _references);
-        return this;
+        _context = context;
+        _dtype = dtype;
+        _elements = elements;
+        _buffer = Allocate(dtype);
     }
 
-    internal void Release()
+    internal BufferHandle Handle
     {
-        if (Interlocked.Decrement(ref _references) == 0)
+        get
         {
-            Handle.Dispose();
+            lock (this)
+            {
+                if (_buffer == null)
+                {
+                    Widen();
+                }
+                return _buffer!;
+            }
         }
+    }
+
+    /// <summary>True while the values are kept as their bf16 rounding (only holds left).</summary>
+    internal bool IsNarrowed
+    {
+        get
+        {
+            lock (this)
+            {
+                return _narrowed != null;
+            }
+        }
+    }
+
+    internal Storage AddView()
+    {
+        lock (this)
+        {
+            _views++;
+            return this;
+        }
+    }
+
+    internal void ReleaseView()
+    {
+        lock (this)
+        {
+            _views--;
+            Settle();
+        }
+    }
+
+    /// <summary>
+    /// A tape node will read these values in its backward. <paramref name="exact"/>: it needs them
+    /// as they are (statistics, indices, weights); otherwise their bf16 rounding will do.
+    /// </summary>
+    internal void Hold(bool exact)
+    {
+        lock (this)
+        {
+            _holds++;
+            _exactHolds += exact ? 1 : 0;
+        }
+    }
+
+    internal void ReleaseHold(bool exact)
+    {
+        lock (this)
+        {
+            _holds--;
+            _exactHolds -= exact ? 1 : 0;
+            Settle();
+        }
+    }
+
+    // Frees the buffers once nobody holds them, or narrows them once only inexact holds are left.
+    private void Settle()
+    {
+        if (_views + _holds == 0)
+        {
+            _buffer?.Dispose();
+            _narrowed?.Dispose();
+            _buffer = _narrowed = null;
+        }
+        else if (_views == 0 && _exactHolds == 0 && _buffer != null && _dtype == DType.F32
+                 && _context.SavedActivationDType == DType.BF16)
+        {
+            _narrowed = Allocate(DType.BF16);
+            Cast(_narrowed, DType.BF16, _buffer, DType.F32);
+            _buffer.Dispose();
+            _buffer = null;
+        }
+    }
+
+    private void Widen()
+    {
+        _buffer = Allocate(DType.F32);
+        Cast(_buffer, DType.F32, _narrowed!, DType.BF16);
+        _narrowed!.Dispose();
+        _narrowed = null;
+    }
+
+    private void Cast(BufferHandle dst, DType dstType, BufferHandle src, DType srcType) =>
+        Native.Check(NativeMethods.nvlm_cast(_context.Handle, dst, (int)dstType, src, (int)srcType, _elements));
+
+    private BufferHandle Allocate(DType dtype)
+    {
+        Native.Check(NativeMethods.nvlm_buffer_alloc(_context.Handle, _elements * dtype.SizeInBytes(), out BufferHandle handle));
+        handle.BindContext(_context.Handle);
+        return handle;
     }
 }
