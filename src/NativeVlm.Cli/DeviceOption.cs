@@ -32,14 +32,15 @@ public static class DeviceOption
 
     /// <summary>--bf16's help, the same on every verb that has the flag.</summary>
     public const string Bf16Help = "true: bf16 mixed precision as transformers' bf16=True: matmuls, linears, the LM head and " +
-                                   "attention take bf16-rounded operands with fp32 accumulation (tensor cores on CUDA); storage stays f32 (default false).";
+                                   "attention take bf16-rounded operands with fp32 accumulation (tensor cores on CUDA), and the activations kept for " +
+                                   "backward are stored as bf16; weights, adapters, gradients and optimiser state stay f32 (default false).";
 
     /// <summary>A context on the device, computing in bf16 mixed precision when <paramref name="bf16"/> (--bf16).</summary>
     public static Context Open(string device, bool? bf16 = null)
     {
         (DeviceKind kind, int index) = Parse(device);
         Context context = Context.Create(kind, index);
-        context.MathMode = bf16 == true ? MathMode.Bf16 : MathMode.F32;
+        context.SetBf16MixedPrecision(bf16 == true);
         return context;
     }
 }

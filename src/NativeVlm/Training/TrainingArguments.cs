@@ -39,7 +39,8 @@ public sealed class TrainingArguments
     public bool GradientCheckpointing { get; set; }
     /// <summary>
     /// transformers' bf16 mixed precision: matmuls, linears, the LM head and attention round their
-    /// operands to bf16 and accumulate in fp32 (<see cref="MathMode.Bf16"/>); weights, adapters,
+    /// operands to bf16 and accumulate in fp32 (<see cref="MathMode.Bf16"/>), and the activations kept for
+    /// backward are stored as bf16 (<see cref="Context.SavedActivationDType"/>); weights, adapters,
     /// gradients and optimiser states stay f32.
     /// </summary>
     public bool Bf16 { get; set; }

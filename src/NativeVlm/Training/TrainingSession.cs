@@ -42,7 +42,7 @@ public sealed class TrainingSession : IDisposable
         VlmProcessor processor = VlmProcessor.Load(snapshotDir);
         BaseWeightQuantization quantization = args.Quant == "nf4" ? BaseWeightQuantization.Nf4 : BaseWeightQuantization.None;
         Context context = Context.Create(args.Device);
-        context.MathMode = args.Bf16 ? MathMode.Bf16 : MathMode.F32;
+        context.SetBf16MixedPrecision(args.Bf16);
         Idefics3Model? model = null;
         LoraAdapterSet? adapters = null;
         try

@@ -372,4 +372,59 @@ public class TextDecoderTests(ITestOutputHelper output)
 
         Assert.Equal(before, ctx.Memory.LiveBytes);
     }
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void Bf16_storage_keeps_the_loss_lowers_the_peak_and_moves_the_gradient_less_than_bf16_math_does(string model)
+    {
+        (float _, float[] exactGrad, long _) = Step(model, MathMode.F32, DType.F32);
+        (float f32Loss, float[] f32Grad, long f32Peak) = Step(model, MathMode.Bf16, DType.F32);
+        (float bf16Loss, float[] bf16Grad, long bf16Peak) = Step(model, MathMode.Bf16, DType.BF16);
+
+        // Narrowing happens only once the forward is past a tensor: the loss reads no rounded value.
+        Assert.Equal(f32Loss, bf16Loss);
+        output.WriteLine($"{model}: step peak above the weights {f32Peak:N0} B with f32 storage, {bf16Peak:N0} B with bf16");
+        Assert.True(bf16Peak < f32Peak, $"bf16 storage peaked at {bf16Peak:N0} B, f32 storage at {f32Peak:N0} B");
+
+        double mathShift = RelativeDistance(f32Grad, exactGrad), storageShift = RelativeDistance(bf16Grad, f32Grad);
+        output.WriteLine($"{model}: d(loss)/d(embeds) moves by {mathShift:E2} (relative L2) with bf16 math, by {storageShift:E2} more with bf16 storage");
+        // Both are bf16 roundings of activations: the math mode rounds every operand of every product (weights
+        // included), storage only what the backward reads back. Storage moving the gradient by as much as the
+        // math mode already does, which transformers' bf16=True accepts, would mean more than rounding.
+        // Zero would mean nothing was narrowed.
+        Assert.InRange(storageShift, double.Epsilon, mathShift);
+    }
+
+    private static double RelativeDistance(float[] values, float[] reference) =>
+        Math.Sqrt(values.Zip(reference, (a, b) => (double)(a - b) * (a - b)).Sum()) /
+        Math.Sqrt(reference.Sum(g => (double)g * g));
+
+    /// <summary>A loss and its gradient to the input embeddings in <paramref name="math"/>, with activations saved as <paramref name="saved"/>.</summary>
+    private static (float Loss, float[] Grad, long PeakAboveWeights) Step(string model, MathMode math, DType saved)
+    {
+        using Context ctx = Context.Create(DeviceKind.Cpu);
+        ctx.MathMode = math;
+        ctx.SavedActivationDType = saved;
+        using var loaded = new Loaded(model, ctx);
+        using SafeTensorsReader inputs = Inputs(model), outputs = Outputs(model);
+        using Tensor embeds = outputs.ToTensor(ctx, "text.hidden_states.0");
+        using Tensor mask = AttentionMask(ctx, inputs, "");
+        using Tensor labels = ShiftedTargets(ctx, inputs, "labels");
+        embeds.RequiresGrad = true;
+        long before = ctx.Memory.LiveBytes;
+        ctx.ResetPeakMemory();
+        float loss;
+        using (var tape = new Tape())
+        {
+            Tensor lossTensor = Ops.CrossEntropy(loaded.Decoder.Forward(embeds, mask), loaded.LmHead, labels);
+            loss = lossTensor.ToFloatArray()[0];
+            tape.Backward(lossTensor);
+        }
+        long peak = ctx.Memory.PeakBytes - before;
+        float[] grad = embeds.Grad!.ToFloatArray();
+        embeds.Grad.Dispose();
+        embeds.Grad = null;
+        Assert.Equal(before, ctx.Memory.LiveBytes);
+        return (loss, grad, peak);
+    }
 }
