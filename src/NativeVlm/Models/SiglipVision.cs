@@ -366,16 +366,20 @@ public sealed class SiglipVisionModel : IDisposable
             {
                 SiglipEncoderLayer layer = Layers[i];
                 // Forward only: a checkpointed layer's rerun happens in backward, outside this range.
-                // The layer's own scope frees its intermediates when its forward ends; the tape keeps what
-                // backward reads.
+                // The layer's own scope frees its intermediates when its forward ends, and its input goes once
+                // the layer is past it; the tape keeps what backward reads.
+                Tensor layerInput = h;
                 using (ctx.Range($"vision.layers.{i}"))
                 using (var layerScope = new TensorScope())
                 {
                     h = layerScope.Keep(GradientCheckpointing ? Checkpoint.Run(x => layer.Forward(x, keyMask), h) : layer.Forward(h, keyMask));
                 }
+                layerInput.Dispose();
                 trace?.Invoke($"vision.layer_output.{i}", h);
             }
+            Tensor lastLayerOutput = h;
             h = PostLayernorm.Forward(h);
+            lastLayerOutput.Dispose();
             trace?.Invoke("vision.last_hidden_state", h);
             return h;
         }

@@ -445,19 +445,29 @@ public sealed class TextDecoder : IDisposable
             {
                 TextDecoderLayer layer = _layers[i];
                 // Forward only: a checkpointed layer's rerun happens in backward, outside this range.
-                // The layer's own scope frees its intermediates when its forward ends; the tape keeps what
-                // backward reads.
+                // The layer's own scope frees its intermediates when its forward ends, and its input goes
+                // once the layer is past it (the caller's embeddings excepted); the tape keeps what backward reads.
+                Tensor layerInput = h;
                 using (inputsEmbeds.Context.Range($"text.layers.{i}"))
                 using (var layerScope = new TensorScope())
                 {
                     h = layerScope.Keep(GradientCheckpointing ? Checkpoint.Run(x => layer.Forward(x, inputs), h) : layer.Forward(h, inputs));
+                }
+                if (layerInput != inputsEmbeds)
+                {
+                    layerInput.Dispose();
                 }
                 if (i < _layers.Length - 1)
                 {
                     trace?.Invoke($"text.hidden_states.{i + 1}", h);
                 }
             }
+            Tensor lastLayerOutput = h;
             h = Ops.RmsNorm(h, _norm, (float)Config.RmsNormEps);
+            if (lastLayerOutput != inputsEmbeds)
+            {
+                lastLayerOutput.Dispose();
+            }
             trace?.Invoke($"text.hidden_states.{_layers.Length}", h);
             return h;
         }
