@@ -117,6 +117,32 @@ public class SavedActivationTests
     }
 
     [Fact]
+    public void A_freed_storage_is_refused_by_name_and_a_widened_one_is_freed_with_its_last_hold()
+    {
+        using Context ctx = Context.Create(DeviceKind.Cpu);
+        ctx.SavedActivationDType = DType.BF16;
+        using Tensor a = Leaf(ctx, Rand.Uniform(new Random(35), 32), 32);
+        long baseline = ctx.Memory.LiveBytes;
+        Tensor sum;
+        using (var tape = new Tape())
+        {
+            Tensor output;
+            using (var scope = new TensorScope())
+            {
+                sum = Ops.Residual(a, a);
+                output = scope.Keep(Ops.Gelu(sum));
+            }
+            tape.Backward(Ops.Sum(output));
+        }
+        a.Grad!.Dispose();
+        a.Grad = null;
+        // The sum, narrowed and then widened by gelu's backward, went with the tape like everything else.
+        Assert.Equal(baseline, ctx.Memory.LiveBytes);
+        var error = Assert.Throws<ObjectDisposedException>(() => sum.ToFloatArray());
+        Assert.Contains("storage was freed", error.Message);
+    }
+
+    [Fact]
     public void In_bf16_math_a_linear_input_kept_as_bf16_changes_no_number()
     {
         // BF16 math rounds the linear's input to bf16 before its weight gradient multiplies it, so keeping

@@ -230,23 +230,15 @@ internal sealed class Storage
         {
             lock (this)
             {
+                if (_buffer == null && _narrowed == null)
+                {
+                    throw new ObjectDisposedException(nameof(Tensor), "the tensor's storage was freed: no view or backward holds it");
+                }
                 if (_buffer == null)
                 {
                     Widen();
                 }
                 return _buffer!;
-            }
-        }
-    }
-
-    /// <summary>True while the values are kept as their bf16 rounding (only holds left).</summary>
-    internal bool IsNarrowed
-    {
-        get
-        {
-            lock (this)
-            {
-                return _narrowed != null;
             }
         }
     }
@@ -265,7 +257,11 @@ internal sealed class Storage
         lock (this)
         {
             _views--;
-            Settle();
+            if (_views == 0 && _holds > 0)
+            {
+                NarrowIfOnlyActivationHolds();
+            }
+            FreeIfUnused();
         }
     }
 
@@ -282,18 +278,22 @@ internal sealed class Storage
         }
     }
 
+    /// <summary>
+    /// The node's backward has run (or never will). A storage the backward widened stays f32 until its
+    /// last hold goes: the nodes reading one tensor sit close together on the tape, so narrowing it
+    /// again in between would only add casts.
+    /// </summary>
     internal void ReleaseHold(bool exact)
     {
         lock (this)
         {
             _holds--;
             _exactHolds -= exact ? 1 : 0;
-            Settle();
+            FreeIfUnused();
         }
     }
 
-    // Frees the buffers once nobody holds them, or narrows them once only inexact holds are left.
-    private void Settle()
+    private void FreeIfUnused()
     {
         if (_views + _holds == 0)
         {
@@ -301,8 +301,12 @@ internal sealed class Storage
             _narrowed?.Dispose();
             _buffer = _narrowed = null;
         }
-        else if (_views == 0 && _exactHolds == 0 && _buffer != null && _dtype == DType.F32
-                 && _context.SavedActivationDType == DType.BF16)
+    }
+
+    // The forward is past these values and only backwards will read them.
+    private void NarrowIfOnlyActivationHolds()
+    {
+        if (_exactHolds == 0 && _buffer != null && _dtype == DType.F32 && _context.SavedActivationDType == DType.BF16)
         {
             _narrowed = Allocate(DType.BF16);
             Cast(_narrowed, DType.BF16, _buffer, DType.F32);
