@@ -333,17 +333,19 @@ def dpo_section(reference, dpo_steps):
                     notes.append(f"{config}: {key} {ours.get(key)} here, {dpo.get(key)} in transformers + peft: not like for like")
         settings = (f"{'NF4' if ours.get('quant') == 'nf4' else 'f32'} base, {ADAPTER_NAMES.get(ours.get('adapter'), ours.get('adapter'))} "
                     f"r{ours.get('lora_r')}" + (", grad. ckpt" if ours.get("gradient_checkpointing") else "")
-                    + (", bf16 math" if ours.get("bf16") else ", fp32 math"))
+                    + (", bf16 math" if ours.get("bf16") else ", fp32 math")
+                    + (", bf16 activations" if ours.get("saved_activations") == "bf16" else ""))
         rows.append((config, settings, f"{ours.get('sequence_tokens')} × {ours.get('batch')}",
                      f"{ms:.0f}" if ms is not None else "", f"{ours.get('pairs_per_s', 0):.2f}",
                      f"{ours.get('tokens_per_s', 0):,.0f}", gib(ours.get("peak_device_memory_bytes")),
+                     gib(ours.get("held_before_step_bytes")),
                      f"{theirs_ms:.0f}" if compared else "",
                      gib(dpo.get("max_memory_allocated_bytes")) if compared else "",
                      ratio(theirs_ms / ms) if compared and ms else ""))
     text = head + "\n\n"
     if rows:
         text += table(["config", "NativeVlm settings", "tokens × rows", "ms / step", "pairs / s", "tokens / s",
-                       "peak GiB", "transformers ms / step", "transformers GiB", "vs transformers"], rows)
+                       "peak GiB", "held GiB", "transformers ms / step", "transformers GiB", "vs transformers"], rows)
     else:
         text += "NativeVlm: not measured (see Stages: aot-dpo-step-*)."
     if dpo is None:

@@ -263,6 +263,9 @@ public static partial class DpoStepBench
         // The peak of the timed steps, as gpu_reference.py resets torch's peak after its warm-up.
         ctx.Synchronize();
         ctx.ResetPeakMemory();
+        // What lives across steps (weights, adapters, and the optimiser's moments once a step has made them),
+        // so that the peak's activation share reads off.
+        long heldBytes = ctx.Memory.LiveBytes;
         var stepMs = new List<double>();
         for (int i = 0; i < options.Steps; i++)
         {
@@ -276,7 +279,8 @@ public static partial class DpoStepBench
         double pairsPerSecond = batch.Batch * 1000.0 / median;
         double tokensPerSecond = 2 * batch.Batch * shape.SequenceTokens * 1000.0 / median;
         Console.WriteLine($"dpo step: {median:F1} ms (median of {options.Steps}), {pairsPerSecond:F3} pairs/s, {tokensPerSecond:F0} tokens/s; " +
-            $"peak device memory {BenchCommand.MiB(peakBytes)}; peak resident memory of the process {BenchCommand.PeakResidentMiB()}");
+            $"peak device memory {BenchCommand.MiB(peakBytes)} ({BenchCommand.MiB(heldBytes)} held before the step); " +
+            $"peak resident memory of the process {BenchCommand.PeakResidentMiB()}");
 
         if (options.Json != null)
         {
@@ -303,6 +307,7 @@ public static partial class DpoStepBench
                 writer.WriteNumber("trainable_params", trainableCount);
                 writer.WriteBoolean("gradient_checkpointing", checkpointing);
                 writer.WriteBoolean("bf16", ctx.MathMode == MathMode.Bf16);
+                writer.WriteString("saved_activations", ctx.SavedActivationDType == DType.BF16 ? "bf16" : "f32");
                 writer.WriteNumber("beta", objective.Loss.Options.Beta);
                 writer.WriteNumber("pairs", batch.Batch);
                 writer.WriteNumber("batch", 2 * batch.Batch);
@@ -323,6 +328,7 @@ public static partial class DpoStepBench
                 writer.WriteNumber("pairs_per_s", pairsPerSecond);
                 writer.WriteNumber("tokens_per_s", tokensPerSecond);
                 writer.WriteNumber("peak_device_memory_bytes", peakBytes);
+                writer.WriteNumber("held_before_step_bytes", heldBytes);
                 writer.WriteNumber("last_loss", losses[^1]);
             });
             Console.WriteLine($"figures written to {options.Json}");

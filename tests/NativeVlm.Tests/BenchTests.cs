@@ -54,6 +54,10 @@ public sealed class BenchTests : IDisposable
         Assert.Equal("dora", figures.GetProperty("adapter").GetString());
         Assert.Equal(8, figures.GetProperty("lora_r").GetInt32());
         Assert.False(figures.GetProperty("gradient_checkpointing").GetBoolean());
+        Assert.Equal("f32", figures.GetProperty("saved_activations").GetString());
+        // The weights and adapters stay for the whole step, and the step's activations come on top.
+        long held = figures.GetProperty("held_before_step_bytes").GetInt64();
+        Assert.InRange(held, 1, figures.GetProperty("peak_device_memory_bytes").GetInt64() - 1);
         // One pair of one pair's rows: pairs/s is 1000 / ms per step.
         Assert.Equal(1000 / figures.GetProperty("step_ms").GetDouble(), figures.GetProperty("pairs_per_s").GetDouble(), 1e-9);
     }
