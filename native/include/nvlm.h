@@ -62,7 +62,8 @@ typedef enum nvlm_dtype {
     NVLM_I32 = 3
 } nvlm_dtype;
 
-/* How a context's dense products and attention treat their f32 operands (storage stays f32):
+/* How a context's dense products and attention treat their f32 operands (the tensors stay f32; the host
+ * keeps saved activations as bf16 between forward and backward itself, with nvlm_cast):
  *   F32   fp32 operands, fp32 accumulation: the precision of every CPU twin (the default);
  *   BF16  the operands of matmul, linear, lm_logprob and attention are rounded to bf16 (nearest even) and
  *         the products accumulate in fp32, as torch's bf16 autocast computes them; on CUDA this
