@@ -199,11 +199,12 @@ public sealed class Tensor : IDisposable
 
 /// <summary>
 /// A native buffer shared by the views of one tensor and by the tape nodes whose backward reads it
-/// (<see cref="Hold"/>); freed when the last view and the last hold let go. A storage that only holds
-/// keep, each of which allows it (an activation, not a statistic), is narrowed to a bf16 copy when its
-/// context saves activations as bf16 (<see cref="Context.SavedActivationDType"/>): half the bytes, as
-/// transformers keeps a bf16 model's activations. The first read after that widens it back to f32,
-/// so a backward sees each value rounded to bf16 and the forward, which ran before, sees none rounded.
+/// (<see cref="Hold"/>); freed when the last view and the last hold let go. When the last view goes
+/// while nodes still hold it, none of them exactly (activations, not statistics or weights), and its
+/// context saves activations as bf16 (<see cref="Context.SavedActivationDType"/>), it is narrowed to a
+/// bf16 copy: half the bytes, as transformers keeps a bf16 model's activations. The first read after
+/// that widens it back to f32, so a backward sees each value rounded to bf16 and the forward, which
+/// ran before, sees none rounded.
 /// </summary>
 internal sealed class Storage
 {
