@@ -231,7 +231,7 @@ public static partial class DpoStepBench
         Tensor[] trainable = adapters.Parameters.ToArray();
         long trainableCount = trainable.Sum(p => p.ElementCount);
         double buildSeconds = clock.Elapsed.TotalSeconds;
-        string settings = $"{(ctx.MathMode == MathMode.Bf16 ? "bf16 math, " : "")}base {(nf4 ? "NF4" : "f32")}, {(dora ? "DoRA" : "LoRA")} r={options.LoraR} alpha={options.LoraR} on {string.Join(",", TargetNames)}";
+        string settings = $"{(ctx.MathMode == MathMode.Bf16 ? "bf16 math, " : "")}{(ctx.SavedActivationDType == DType.BF16 ? "bf16 activations, " : "")}base {(nf4 ? "NF4" : "f32")}, {(dora ? "DoRA" : "LoRA")} r={options.LoraR} alpha={options.LoraR} on {string.Join(",", TargetNames)}";
         Console.WriteLine($"model: {parameters:N0} parameters (random), {settings}: {adapters.Adapters.Count} adapters, " +
             $"{trainableCount:N0} trainable; built in {buildSeconds:F1} s on {ctx}" +
             (checkpointing ? "; gradient checkpointing" : ""));

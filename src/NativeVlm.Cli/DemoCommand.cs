@@ -56,7 +56,7 @@ public static class DemoCommand
         Console.WriteLine($"demo: model in {Path.GetFullPath(workspace.Snapshot)}, {DemoRun.TrainPairs} train and " +
             $"{DemoRun.TestPairs} held-out pairs in {Path.GetFullPath(workspace.Dataset)}");
         Console.WriteLine($"demo: DPO, LoRA r {args.LoraR} on {string.Join(", ", args.LoraTargetModules)}, {args.MaxSteps} steps on {args.Device}" +
-            (args.Bf16 ? " in bf16 math" : ""));
+            (args.Bf16 ? " in bf16 mixed precision (bf16 math and activations)" : ""));
 
         Directory.CreateDirectory(args.OutputDir);
         var history = new MetricsHistory();
